@@ -1,0 +1,32 @@
+"""What the engine consumes: a named event at an instant, with flat properties."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["ENGINE_EVENTS", "Event", "PropValue"]
+
+PropValue = str | int | float | bool
+
+# Events the engine itself puts into a user's stream; sequences and segments may use them.
+ENGINE_EVENTS = frozenset({
+    "email_sent",            # a send was decided and not suppressed (props: sequence, template)
+    "cart_abandonment",      # a wait_for in a sequence entered on cart_add timed out
+    "checkout_abandonment",  # ... entered on checkout_start
+    "browse_abandonment",    # ... entered on product_view
+})
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing a user did (or that happened to them), at `at_ms` milliseconds since the epoch.
+
+    `tz` is the user's IANA time zone when the source knows it. Events the engine reads for the
+    user's mailability: `identify` (prop `verified`: bool), `unsubscribe`, `email_bounce`.
+    """
+
+    name: str
+    at_ms: int
+    props: Mapping[str, PropValue] = field(default_factory=dict)
+    tz: str | None = None

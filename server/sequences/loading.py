@@ -1,0 +1,235 @@
+"""Reading sequence and segment files (YAML or JSON) with every fault located by file, line, field.
+
+Files are composed into YAML nodes first, which keep their line numbers, and then validated by
+pydantic; an error's location (a path of keys and indexes) is walked back through the nodes to
+the line at fault. YAML is read with YAML 1.2 rules for plain scalars, so `on`, `no` and `21:00`
+stay strings instead of turning into booleans or sexagesimal numbers. A set loads only when every
+file in it is valid; nothing partial ever reaches the engine.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from server.errors import InvalidSequence, Problem
+from server.sequences.model import (
+    BranchStep,
+    EventEntry,
+    Segment,
+    SegmentEntry,
+    SegmentMember,
+    Sequence,
+    SequenceSet,
+)
+
+__all__ = ["SEQUENCE_SUFFIXES", "load_file", "load_paths"]
+
+SEQUENCE_SUFFIXES = (".yaml", ".yml", ".json")
+_MAX_FILE_BYTES = 1 << 20
+
+_BOOL, _INT, _FLOAT = (f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float"))
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core-schema booleans and numbers."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                    list("tTfF"))
+_Yaml12Loader.add_implicit_resolver(_INT, re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"),
+                                    list("-+0123456789"))
+_Yaml12Loader.add_implicit_resolver(
+    _FLOAT, re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$"),
+    list("-+.0123456789"),
+)
+
+def load_file(path: Path) -> Sequence | Segment:
+    """One sequence or segment file; raises InvalidSequence listing every problem in it."""
+    data, node = _read(path)
+    problems = _problems_of_shape(path, data, node)
+    if problems:
+        raise InvalidSequence(problems)
+    kind = Segment if isinstance(data, dict) and "segment" in data else Sequence
+    try:
+        return kind.model_validate(data)
+    except ValidationError as err:
+        raise InvalidSequence(_located(path, node, err)) from None
+
+
+def load_paths(paths: Iterable[Path]) -> tuple[SequenceSet, dict[str, Path]]:
+    """A whole set from files and directories (their *.yaml, *.yml, *.json, sorted by name).
+
+    Returns the set and the file each sequence or segment id came from. Raises InvalidSequence
+    with every problem of every file, and of the set as a whole (duplicate ids, references to
+    segments that do not exist), so one run shows everything there is to fix.
+    """
+    files = _expand(paths)
+    problems: list[Problem] = []
+    sequences: list[Sequence] = []
+    segments: list[Segment] = []
+    origin: dict[str, Path] = {}
+    for path in files:
+        try:
+            doc = load_file(path)
+        except InvalidSequence as err:
+            problems.extend(err.problems)
+            continue
+        ident = doc.segment if isinstance(doc, Segment) else doc.id
+        kind = "segment" if isinstance(doc, Segment) else "sequence"
+        if ident in origin:
+            field = "segment" if kind == "segment" else "id"
+            line, _ = _walk(_read(path)[1], (field,))
+            problems.append(Problem(str(path), line, field,
+                                    f"{kind} {ident!r} is already defined in {origin[ident]}"))
+            continue
+        origin[ident] = path
+        (segments if isinstance(doc, Segment) else sequences).append(doc)  # type: ignore[arg-type]
+    known = {s.segment for s in segments}
+    for seq in sequences:
+        for loc, name in _segment_references(seq):
+            if name not in known:
+                path = origin[seq.id]
+                line, field = _walk(_read(path)[1], loc)
+                problems.append(Problem(str(path), line, field, f"no segment is named {name!r}"))
+    if problems:
+        raise InvalidSequence(problems)
+    return SequenceSet(sequences=tuple(sequences), segments=tuple(segments)), origin
+
+
+def _expand(paths: Iterable[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir()
+                                if p.suffix in SEQUENCE_SUFFIXES and p.is_file()))
+        else:
+            files.append(path)
+    return files
+
+
+def _read(path: Path) -> tuple[Any, yaml.Node | None]:
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise InvalidSequence([Problem(str(path), 0, "", f"cannot read: {err.strerror}")]) from None
+    if len(raw) > _MAX_FILE_BYTES:
+        raise InvalidSequence([Problem(str(path), 0, "", "larger than 1 MiB")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidSequence([Problem(str(path), 0, "", "not UTF-8 text")]) from None
+    if path.suffix == ".json":
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as err:
+            raise InvalidSequence([Problem(str(path), err.lineno, "", err.msg)]) from None
+    loader = _Yaml12Loader(text)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line = mark.line + 1 if mark else 0
+        raise InvalidSequence([Problem(str(path), line, "", str(err.problem or err))]) from None
+    except yaml.YAMLError as err:
+        raise InvalidSequence([Problem(str(path), 0, "", str(err))]) from None
+    finally:
+        loader.dispose()
+    return data, node
+
+
+def _problems_of_shape(path: Path, data: Any, node: yaml.Node | None) -> list[Problem]:
+    if not isinstance(data, dict) or node is None:
+        return [Problem(str(path), 1, "", "expected a mapping (a sequence or a segment)")]
+    return [
+        Problem(str(path), key.start_mark.line + 1, field, "key given twice")
+        for field, key in _duplicate_keys(node, "")
+    ]
+
+
+def _duplicate_keys(node: yaml.Node, prefix: str) -> Iterable[tuple[str, yaml.Node]]:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[Any] = set()
+        for key, value in node.value:
+            name = f"{prefix}.{key.value}" if prefix else str(key.value)
+            if key.value in seen:
+                yield name, key
+            seen.add(key.value)
+            yield from _duplicate_keys(value, name)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _duplicate_keys(item, f"{prefix}[{i}]")
+
+
+def _located(path: Path, node: yaml.Node | None, err: ValidationError) -> list[Problem]:
+    best: dict[tuple[int, str], tuple[int, Problem]] = {}
+    for error in err.errors():
+        line, field = _walk(node, error["loc"])
+        problem = Problem(str(path), line, field, _message(error))
+        depth = len(error["loc"])
+        # A union reports each member's failure at the same place; keep the most specific one.
+        if (line, field) not in best or depth > best[(line, field)][0]:
+            best[(line, field)] = (depth, problem)
+    return [p for _, p in sorted(best.values(), key=lambda dp: (dp[1].line, dp[1].field))]
+
+
+def _walk(node: yaml.Node | None, loc: tuple[int | str, ...]) -> tuple[int, str]:
+    """The line and dotted field a pydantic error location points at.
+
+    Parts that are not keys of the node at hand are discriminator tags or union member names
+    and are passed over, except a missing key at the end, which is named.
+    """
+    line = node.start_mark.line + 1 if node is not None else 0
+    field = ""
+    for i, part in enumerate(loc):
+        last = i == len(loc) - 1
+        if isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part < len(node.value):
+                node = node.value[part]
+                line = node.start_mark.line + 1
+            field += f"[{part}]"
+        elif isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            match = next(((k, v) for k, v in node.value if k.value == part), None)
+            if match is not None:
+                line = match[0].start_mark.line + 1
+                node = match[1] if not last else node
+                field += f".{part}" if field else part
+            elif last:
+                field += f".{part}" if field else part
+    return line, field
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown field (see `pulsewire schema` for the fields allowed here)"
+    if kind == "missing":
+        return "required field is missing"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _segment_references(seq: Sequence) -> Iterable[tuple[tuple[int | str, ...], str]]:
+    """Every segment name the sequence uses, with the error location of the reference."""
+    if isinstance(seq.entry, SegmentEntry):
+        yield ("entry", "segment"), seq.entry.segment
+    if isinstance(seq.entry, EventEntry):
+        for i, cond in enumerate(seq.entry.if_):
+            if isinstance(cond, SegmentMember):
+                yield ("entry", "if", i, "segment"), cond.segment
+    for i, step in enumerate(seq.steps):
+        if isinstance(step, BranchStep):
+            for j, cond in enumerate(step.branch.if_):
+                if isinstance(cond, SegmentMember):
+                    yield ("steps", i, "branch", "if", j, "segment"), cond.segment

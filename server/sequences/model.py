@@ -1,0 +1,420 @@
+"""The sequence language: typed objects that sequence and segment files load into.
+
+A sequence file says when a user enters (an event with conditions, a segment, or inactivity),
+what an instance is keyed by, its steps (send, wait, wait_for, branch, exit), what ends it at
+once (exit_on), and the rules that hold back email (cooldown, caps, quiet hours, holdout).
+A segment file names a set of users by recent events. `pulsewire schema` prints the JSON Schema
+of both; the engine compiles them into its own rule objects (server/engine/rules.py).
+
+Durations are strings with a unit ("60m", "7d"); inside the model they are milliseconds.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from server.sequences.durations import DURATION_PATTERN, parse_duration_ms
+
+__all__ = [
+    "Branch",
+    "BranchStep",
+    "Cap",
+    "Condition",
+    "ContentRule",
+    "EntryWhere",
+    "EventEntry",
+    "ExitOn",
+    "ExitStep",
+    "InactivityEntry",
+    "Match",
+    "Operators",
+    "QuietHours",
+    "Segment",
+    "SegmentEntry",
+    "SegmentMember",
+    "Send",
+    "SendStep",
+    "SequenceSet",
+    "Sequence",
+    "Signal",
+    "Step",
+    "Trigger",
+    "WaitFor",
+    "WaitForStep",
+    "WaitStep",
+]
+
+DurationMs = Annotated[
+    int,
+    BeforeValidator(parse_duration_ms),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["30m", "7d"]}),
+]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$", max_length=100)]
+GROUP_ALL = "*"
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo must not silently become a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# ---- matching event properties -------------------------------------------------------------
+
+
+class Operators(_Strict):
+    """Comparisons for one property; every one given must hold."""
+
+    eq: str | float | bool | None = None
+    ne: str | float | bool | None = None
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+    in_: list[str | float] | None = Field(default=None, alias="in")
+    glob: str | None = Field(default=None, description="shell-style pattern: * and ? wildcards")
+    exists: bool | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Operators:
+        if not self.model_fields_set:
+            raise ValueError("give at least one of eq, ne, gt, gte, lt, lte, in, glob, exists")
+        return self
+
+
+# A plain string with * or ? is a glob ("/product/*"); other plain values compare equal.
+Match = str | bool | float | Operators
+Where = dict[str, Match]
+
+
+class Signal(_Strict):
+    """An event the user did, at least (or at most) so many times, within a window ending now.
+
+    `{event: scroll, where: {path: "/product/*", depth_pct: {gte: 70}}, within: 30m}` holds when
+    the user scrolled 70% down a product page in the last 30 minutes.
+    """
+
+    event: Name
+    where: Where = Field(default_factory=dict)
+    within: DurationMs
+    at_least: int | None = Field(default=None, ge=1)
+    at_most: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Signal:
+        if self.at_least is not None and self.at_most is not None and self.at_most < self.at_least:
+            raise ValueError("at_most is below at_least: the condition could never hold")
+        return self
+
+
+class SegmentMember(_Strict):
+    """The user is in the named segment now."""
+
+    segment: Name
+
+
+class EntryWhere(_Strict):
+    """The event that started this instance has these properties (branch steps only)."""
+
+    entry_where: Where
+
+
+def _condition_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        for kind in ("segment", "entry_where"):
+            if kind in value:
+                return kind
+        return "event"
+    return None
+
+
+Condition = Annotated[
+    Annotated[Signal, Tag("event")]
+    | Annotated[SegmentMember, Tag("segment")]
+    | Annotated[EntryWhere, Tag("entry_where")],
+    Discriminator(_condition_kind),
+]
+
+
+# ---- entry ----------------------------------------------------------------------------------
+
+
+class EventEntry(_Strict):
+    """Enter on an event with these properties, when every condition in `if` holds."""
+
+    event: Name
+    where: Where = Field(default_factory=dict)
+    if_: list[Condition] = Field(default_factory=list, alias="if")
+
+
+class SegmentEntry(_Strict):
+    """Enter when the user becomes a member of a segment."""
+
+    segment: Name
+
+
+class Inactivity(_Strict):
+    """No `event` for `for` since the last `since` event (by default: no open for N after a send)."""
+
+    event: Name = "email_open"
+    for_: DurationMs = Field(alias="for")
+    since: Name = "email_sent"
+
+
+class InactivityEntry(_Strict):
+    """Enter when the user has been inactive (re-engagement)."""
+
+    inactive: Inactivity
+
+
+def _entry_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        for kind in ("segment", "inactive"):
+            if kind in value:
+                return kind
+        return "event"
+    return None
+
+
+Entry = Annotated[
+    Annotated[EventEntry, Tag("event")]
+    | Annotated[SegmentEntry, Tag("segment")]
+    | Annotated[InactivityEntry, Tag("inactive")],
+    Discriminator(_entry_kind),
+]
+
+
+class ExitOn(_Strict):
+    """An event that ends the instance at once, wherever it is."""
+
+    event: Name
+    where: Where = Field(default_factory=dict)
+    match_key: bool = Field(
+        default=True, description="for keyed sequences: only an event with the same key value"
+    )
+
+
+# ---- steps ------------------------------------------------------------------------------------
+
+# Where to go: the next step, the end of the instance, or a later step by name.
+Target = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+
+
+class Send(_Strict):
+    template: Name
+    vars: dict[str, Any] = Field(default_factory=dict)
+
+
+class WaitFor(_Strict):
+    """Wait until an event (matching the instance key) or the timeout, whichever comes first."""
+
+    event: Name
+    where: Where = Field(default_factory=dict)
+    timeout: DurationMs
+    match_key: bool = True
+    emit: Name | None = Field(
+        default=None,
+        description="event the engine emits into the user's stream on timeout; by default "
+        "cart_abandonment when the sequence enters on cart_add, checkout_abandonment on "
+        "checkout_start, browse_abandonment on product_view, else none",
+    )
+
+
+class Branch(_Strict):
+    if_: list[Condition] = Field(alias="if", min_length=1)
+    then: Target = "next"
+    else_: Target = Field(default="next", alias="else")
+
+
+class _Step(_Strict):
+    name: Name | None = None
+
+
+class SendStep(_Step):
+    send: Send
+
+
+class WaitStep(_Step):
+    wait: DurationMs
+
+
+class WaitForStep(_Step):
+    wait_for: WaitFor
+    on_event: Target = "next"
+    on_timeout: Target = "next"
+
+
+class BranchStep(_Step):
+    branch: Branch
+
+
+class ExitStep(_Step):
+    exit: Literal[True] = True
+
+
+_STEP_KINDS = ("send", "wait_for", "wait", "branch", "exit")
+
+
+def _step_kind(value: Any) -> str | None:
+    if value == "exit":
+        return "exit"
+    if isinstance(value, dict):
+        present = [k for k in _STEP_KINDS if k in value]
+        return present[0] if len(present) == 1 else None
+    return None
+
+
+def _bare_exit(value: Any) -> Any:
+    return {"exit": True} if value == "exit" else value
+
+
+Step = Annotated[
+    Annotated[SendStep, Tag("send")]
+    | Annotated[WaitStep, Tag("wait")]
+    | Annotated[WaitForStep, Tag("wait_for")]
+    | Annotated[BranchStep, Tag("branch")]
+    | Annotated[ExitStep, Tag("exit")],
+    Discriminator(
+        _step_kind,
+        custom_error_type="step_kind",
+        custom_error_message="a step has exactly one of: send, wait, wait_for, branch, exit",
+    ),
+    BeforeValidator(_bare_exit),
+]
+
+
+# ---- rules that hold email back -------------------------------------------------------------
+
+
+class Cap(_Strict):
+    """At most `max` emails per user in any rolling window of `per`, counted over `group`.
+
+    `group: "*"` counts every email of every sequence: the global per-user cap.
+    """
+
+    group: Name | Literal["*"]
+    max: int = Field(ge=0)
+    per: DurationMs
+
+
+_CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class QuietHours(_Strict):
+    """No email between `start` and `end` in the user's time zone; a send due then waits."""
+
+    start: str = Field(pattern=_CLOCK.pattern, examples=["21:00"])
+    end: str = Field(pattern=_CLOCK.pattern, examples=["08:00"])
+    timezone: str = Field(default="UTC", description="for users whose time zone is unknown")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietHours:
+        if self.start == self.end:
+            raise ValueError("start equals end: quiet hours would be empty")
+        return self
+
+
+class Sequence(_Strict):
+    """One behavior-triggered email sequence."""
+
+    id: Name
+    description: str | None = None
+    group: Name | None = Field(default=None, description="caps of this group count its sends")
+    entry: Entry
+    key: Name = Field(default="user", description="'user', or an entry event property (cart_id)")
+    exit_on: list[ExitOn] = Field(default_factory=list)
+    steps: list[Step] = Field(min_length=1)
+    cooldown: DurationMs = Field(default=0, description="after an instance ends, before re-entry")
+    caps: list[Cap] = Field(default_factory=list)
+    quiet_hours: QuietHours | None = None
+    holdout: float = Field(default=0.0, ge=0.0, lt=1.0, description="fraction never mailed")
+
+    @model_validator(mode="after")
+    def _targets_exist_and_point_forward(self) -> Sequence:
+        position: dict[str, int] = {}
+        for i, step in enumerate(self.steps):
+            if step.name is not None:
+                if step.name in position:
+                    raise ValueError(f"steps[{i}]: step name {step.name!r} is used twice")
+                position[step.name] = i
+        for i, step in enumerate(self.steps):
+            for label, target in _targets(step):
+                if target in ("next", "exit"):
+                    continue
+                if target not in position:
+                    raise ValueError(f"steps[{i}].{label}: no step is named {target!r}")
+                if position[target] <= i:
+                    raise ValueError(
+                        f"steps[{i}].{label}: {target!r} is not a later step (jumps go forward)"
+                    )
+        return self
+
+
+def _targets(step: Any) -> list[tuple[str, str]]:
+    if isinstance(step, WaitForStep):
+        return [("on_event", step.on_event), ("on_timeout", step.on_timeout)]
+    if isinstance(step, BranchStep):
+        return [("branch.then", step.branch.then), ("branch.else", step.branch.else_)]
+    return []
+
+
+# ---- segments ---------------------------------------------------------------------------------
+
+
+class Trigger(_Strict):
+    """One event the user must have done within the last `time_in_minutes`."""
+
+    event: Name
+    page: str | None = Field(default=None, description="the event's path; * and ? wildcards")
+    where: Where = Field(default_factory=dict)
+    time_in_minutes: int = Field(ge=1)
+    at_least: int = Field(default=1, ge=1)
+
+
+class ContentRule(_Strict):
+    """A template variable every member's emails get."""
+
+    field: Name
+    value: Any
+
+
+class Segment(_Strict):
+    """Users for whom every trigger happened within its window, evaluated on every event."""
+
+    segment: Name
+    description: str | None = None
+    triggers: list[Trigger] = Field(min_length=1)
+    content_rules: list[ContentRule] = Field(default_factory=list)
+
+
+# ---- a whole set ------------------------------------------------------------------------------
+
+
+class SequenceSet(_Strict):
+    """Everything that runs together: the engine only ever swaps in a whole, valid set."""
+
+    sequences: tuple[Sequence, ...] = ()
+    segments: tuple[Segment, ...] = ()
