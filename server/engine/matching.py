@@ -15,7 +15,7 @@ from typing import Any
 
 from server.sequences.model import Match, Operators
 
-__all__ = ["Predicate", "compile_where", "props_match"]
+__all__ = ["Predicate", "compile_where", "props_match", "read_flag"]
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 _Test = Callable[[Any], bool]
@@ -61,7 +61,8 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def _flag(value: Any) -> bool | None:
+def read_flag(value: Any) -> bool | None:
+    """A boolean property as sources send it: true/false, 1/0, or their text."""
     if isinstance(value, bool):
         return value
     text = _text(value)
@@ -70,7 +71,7 @@ def _flag(value: Any) -> bool | None:
 
 def _equals(want: str | float | bool) -> _Test:
     if isinstance(want, bool):
-        return lambda v: _flag(v) is want
+        return lambda v: read_flag(v) is want
     if isinstance(want, int | float):
         number = float(want)
         return lambda v: _number(v) == number

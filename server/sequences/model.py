@@ -48,8 +48,8 @@ __all__ = [
     "SegmentMember",
     "Send",
     "SendStep",
-    "SequenceSet",
     "Sequence",
+    "SequenceSet",
     "Signal",
     "Step",
     "Trigger",
@@ -168,7 +168,7 @@ class SegmentEntry(_Strict):
 
 
 class Inactivity(_Strict):
-    """No `event` for `for` since the last `since` event (by default: no open for N after a send)."""
+    """No `event` for `for` since the last `since` event (by default: no open N after a send)."""
 
     event: Name = "email_open"
     for_: DurationMs = Field(alias="for")

@@ -1,0 +1,72 @@
+"""The `pulsewire` command line: one subcommand per job, each a thin call into a module."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from server.errors import InvalidSequence
+
+__all__ = ["main"]
+
+
+def _schema(_args: argparse.Namespace) -> int:
+    from server.sequences.schema import document_schema
+
+    print(json.dumps(document_schema(), indent=2, sort_keys=True))
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from server.sequences.loading import load_paths
+
+    try:
+        sequence_set, origin = load_paths(Path(p) for p in args.paths)
+    except InvalidSequence as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        print(f"invalid: {len(err.problems)} problem(s)", file=sys.stderr)
+        return 1
+    for ident, path in sorted(origin.items()):
+        print(f"ok  {path}  ({ident})")
+    print(f"valid: {len(sequence_set.sequences)} sequence(s), "
+          f"{len(sequence_set.segments)} segment(s)")
+    return 0
+
+
+def _backtest(args: argparse.Namespace) -> int:
+    from server.backtest.command import run_backtest_command
+
+    return run_backtest_command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pulsewire", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of sequence and segment files")
+    schema.set_defaults(run=_schema)
+
+    validate = sub.add_parser("validate", help="check sequence/segment files or directories")
+    validate.add_argument("paths", nargs="+", metavar="PATH")
+    validate.set_defaults(run=_validate)
+
+    from server.backtest.command import add_backtest_arguments
+
+    backtest = sub.add_parser("backtest", help="replay an event history through the sequences")
+    add_backtest_arguments(backtest)
+    backtest.set_defaults(run=_backtest)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

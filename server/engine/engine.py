@@ -1,0 +1,379 @@
+"""The sequence engine: events in, actions out, for one user's state at a time. No I/O.
+
+The caller owns the clock and the storage. It feeds each event with `receive(state, event)`,
+which first fires every timer due strictly before the event (so events at an instant come before
+timers due at that instant), then applies the event. It calls `advance(state, now_ms)` to fire
+timers due up to and including `now_ms`, and asks `next_deadline(state)` when to call again.
+Both mutate `state` in place and return the actions decided, in order.
+
+Applying an event, in this order: the user's time zone and mailability; segment membership
+before the event; signal trackers; inactivity timers; exit_on (ends instances at once);
+wait_for listeners; then entries (an event entry, or a segment the user just joined). Events the
+engine emits itself (email_sent after a send, cart_abandonment when a cart wait_for times out)
+are applied right after what caused them, at the same instant, up to a chain depth of
+MAX_CHAIN, so a set of sequences that trigger each other cannot loop.
+
+The instance life cycle is the table in instance_states.py.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.engine.actions import Action, Entered, Exited, Send, Suppressed
+from server.engine.events import Event
+from server.engine.instance_states import TRANSITIONS, Happening, Outcome
+from server.engine.matching import read_flag
+from server.engine.quiet_hours import quiet_until_ms
+from server.engine.rules import (
+    EXIT,
+    NEXT,
+    USER_KEY,
+    BranchRule,
+    ConditionRule,
+    ExitStepRule,
+    Rules,
+    SendRule,
+    SequenceRules,
+    StepRule,
+    WaitForRule,
+    WaitRule,
+)
+from server.engine.state import Instance, UserState
+
+__all__ = ["MAX_CHAIN", "Engine", "key_text"]
+
+MAX_CHAIN = 4
+_KIND = {SendRule: "send", WaitRule: "wait", WaitForRule: "wait_for", BranchRule: "branch",
+         ExitStepRule: "exit"}
+
+
+def key_text(value: Any) -> str | None:
+    """An instance key as text: the same cart id reads the same from CSV, JSON or protobuf."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+@dataclass(slots=True)
+class _Pass:
+    """One call's working set: the state, the actions so far, engine events still to apply."""
+
+    state: UserState
+    out: list[Action] = field(default_factory=list)
+    emitted: deque[tuple[Event, int]] = field(default_factory=deque)
+    depth: int = 0
+
+
+class Engine:
+    def __init__(self, rules: Rules, *, unknown_users_mailable: bool = False) -> None:
+        """`unknown_users_mailable`: mail users who never identified with a verified email
+        (backtests assume so; a live server must not)."""
+        self.rules = rules
+        self.unknown_users_mailable = unknown_users_mailable
+        self._horizons = {t.id: t.horizon_ms for ts in rules.trackers_by_event.values() for t in ts}
+
+    # ---- the API ------------------------------------------------------------------------------
+
+    def receive(self, state: UserState, event: Event) -> list[Action]:
+        p = _Pass(state)
+        self._fire_due(p, event.at_ms, inclusive=False)
+        if event.name in self.rules.relevant_events or event.tz:
+            self._apply(p, event)
+            self._drain(p)
+        return p.out
+
+    def advance(self, state: UserState, now_ms: int) -> list[Action]:
+        p = _Pass(state)
+        self._fire_due(p, now_ms, inclusive=True)
+        self._compact(state, now_ms)
+        return p.out
+
+    def next_deadline(self, state: UserState) -> int | None:
+        due = [i.due_ms for i in state.instances if i.due_ms is not None]
+        due.extend(state.inactive_due_ms.values())
+        return min(due) if due else None
+
+    # ---- timers -------------------------------------------------------------------------------
+
+    def _fire_due(self, p: _Pass, limit_ms: int, *, inclusive: bool) -> None:
+        while True:
+            nxt = self._earliest(p.state)
+            if nxt is None:
+                return
+            due, _, kind, key = nxt
+            if due > limit_ms or (due == limit_ms and not inclusive):
+                return
+            if kind == 0:
+                inst = next(i for i in p.state.instances if i.due_ms == due and
+                            i.sequence == nxt[1] and i.key == key)
+                self._fire_instance(p, inst, due)
+            else:
+                del p.state.inactive_due_ms[nxt[1]]
+                seq = self.rules.sequences.get(nxt[1])
+                if seq is not None:
+                    self._try_enter(p, seq, "", {}, due)
+            self._drain(p)
+
+    def _earliest(self, state: UserState) -> tuple[int, str, int, str] | None:
+        best: tuple[int, str, int, str] | None = None
+        for inst in state.instances:
+            if inst.due_ms is not None:
+                cand = (inst.due_ms, inst.sequence, 0, inst.key)
+                if best is None or cand < best:
+                    best = cand
+        for seq_id, due in state.inactive_due_ms.items():
+            cand = (due, seq_id, 1, "")
+            if best is None or cand < best:
+                best = cand
+        return best
+
+    def _fire_instance(self, p: _Pass, inst: Instance, now: int) -> None:
+        inst.due_ms = None
+        seq = self.rules.sequences.get(inst.sequence)
+        if seq is None or inst.step >= len(seq.steps):
+            self._end(p, inst, now, "removed")
+            return
+        step = seq.steps[inst.step]
+        outcome = TRANSITIONS.get((_KIND[type(step)], Happening.TIMER), Outcome.RUN_AGAIN)
+        if outcome is Outcome.ON_TIMEOUT:
+            assert isinstance(step, WaitForRule)
+            if step.emit:
+                self._emit(p, Event(step.emit, now, {**inst.entry, "sequence": seq.id}))
+            self._goto(p, seq, inst, step.on_timeout, now)
+        elif outcome is Outcome.NEXT:
+            self._goto(p, seq, inst, NEXT, now)
+        else:
+            self._run(p, seq, inst, now)
+
+    # ---- events -------------------------------------------------------------------------------
+
+    def _drain(self, p: _Pass) -> None:
+        while p.emitted:
+            event, depth = p.emitted.popleft()
+            p.depth = depth
+            self._apply(p, event)
+        p.depth = 0
+
+    def _emit(self, p: _Pass, event: Event) -> None:
+        if p.depth < MAX_CHAIN:
+            p.emitted.append((event, p.depth + 1))
+
+    def _apply(self, p: _Pass, ev: Event) -> None:
+        rules, state, t, name = self.rules, p.state, ev.at_ms, ev.name
+        if ev.tz:
+            state.tz = ev.tz
+        self._note_mailability(state, ev)
+        segments = rules.segments_by_event.get(name, ())
+        was_member = [self._member(state, seg.name, t) for seg in segments]
+        for tracker in rules.trackers_by_event.get(name, ()):
+            if tracker.match(ev.props):
+                stamps = state.signals.setdefault(tracker.id, [])
+                stamps.append(t)
+                cutoff = t - tracker.horizon_ms
+                while stamps and (len(stamps) > tracker.keep or stamps[0] <= cutoff):
+                    stamps.pop(0)
+        for seq in rules.inactivity_arms.get(name, ()):
+            assert seq.inactivity is not None
+            state.inactive_due_ms[seq.id] = t + seq.inactivity[1]
+        for seq in rules.inactivity_cancels.get(name, ()):
+            state.inactive_due_ms.pop(seq.id, None)
+        if name in rules.exits_by_event:
+            self._exit_on(p, ev, rules.exits_by_event[name])
+        if name in rules.waits_by_event:
+            self._awaited(p, ev)
+        for seq in rules.entries_by_event.get(name, ()):
+            if seq.entry_match(ev.props) and all(
+                self._holds(state, c, ev.props, t) for c in seq.entry_conditions
+            ):
+                key = "" if seq.key == USER_KEY else key_text(ev.props.get(seq.key))
+                if key is not None:
+                    self._try_enter(p, seq, key, ev.props, t)
+        for seg, was in zip(segments, was_member, strict=True):
+            if not was and self._member(state, seg.name, t):
+                for seq in rules.entries_by_segment.get(seg.name, ()):
+                    self._try_enter(p, seq, "", seg.vars, t)
+
+    def _note_mailability(self, state: UserState, ev: Event) -> None:
+        if ev.name == "identify" and state.block not in ("unsubscribed", "bounced"):
+            state.block = "" if read_flag(ev.props.get("verified")) else "unverified"
+        elif ev.name == "unsubscribe":
+            state.block = "unsubscribed"
+        elif ev.name == "email_bounce":
+            state.block = "bounced"
+
+    def _matches_key(self, seq: SequenceRules, match_key: bool, inst: Instance,
+                     props: Mapping[str, Any]) -> bool:
+        return not match_key or key_text(props.get(seq.key)) == inst.key
+
+    def _exit_on(self, p: _Pass, ev: Event, sequence_ids: frozenset[str]) -> None:
+        for inst in list(p.state.instances):
+            seq = self.rules.sequences.get(inst.sequence)
+            if inst.sequence not in sequence_ids or seq is None:
+                continue
+            if any(x.event == ev.name and x.match(ev.props)
+                   and self._matches_key(seq, x.match_key, inst, ev.props) for x in seq.exits):
+                self._end(p, inst, ev.at_ms, "exit_on")
+
+    def _awaited(self, p: _Pass, ev: Event) -> None:
+        for inst in list(p.state.instances):
+            seq = self.rules.sequences.get(inst.sequence)
+            if seq is None or inst.step >= len(seq.steps) or inst not in p.state.instances:
+                continue
+            step = seq.steps[inst.step]
+            if (isinstance(step, WaitForRule) and inst.due_ms is not None
+                    and step.event == ev.name and step.match(ev.props)
+                    and self._matches_key(seq, step.match_key, inst, ev.props)):
+                inst.due_ms = None
+                self._goto(p, seq, inst, step.on_event, ev.at_ms)
+
+    # ---- instances ----------------------------------------------------------------------------
+
+    def _try_enter(self, p: _Pass, seq: SequenceRules, key: str,
+                   props: Mapping[str, Any], t: int) -> None:
+        state = p.state
+        if any(i.sequence == seq.id and i.key == key for i in state.instances):
+            return
+        ended_key = f"{seq.id}/{key}"
+        ended = state.ended_ms.get(ended_key)
+        if ended is not None:
+            if t < ended + seq.cooldown_ms:
+                return
+            del state.ended_ms[ended_key]
+        inst = Instance(seq.id, key, 0, t, None, dict(props))
+        bisect.insort(state.instances, inst, key=lambda i: (i.sequence, i.key))
+        p.out.append(Entered(seq.id, key, t))
+        self._run(p, seq, inst, t)
+
+    def _end(self, p: _Pass, inst: Instance, t: int, reason: str) -> None:
+        p.state.instances.remove(inst)
+        p.state.ended_ms[f"{inst.sequence}/{inst.key}"] = t
+        p.out.append(Exited(inst.sequence, inst.key, t, reason))
+
+    def _goto(self, p: _Pass, seq: SequenceRules, inst: Instance, target: int, t: int) -> None:
+        if target == EXIT:
+            self._end(p, inst, t, "exit")
+            return
+        inst.step = inst.step + 1 if target == NEXT else target
+        self._run(p, seq, inst, t)
+
+    def _run(self, p: _Pass, seq: SequenceRules, inst: Instance, t: int) -> None:
+        """Run steps from the one the instance is at until it waits or ends."""
+        while True:
+            if inst.step >= len(seq.steps):
+                self._end(p, inst, t, "completed")
+                return
+            step: StepRule = seq.steps[inst.step]
+            if isinstance(step, SendRule):
+                if not self._send(p, seq, inst, step, t):
+                    return
+                inst.step += 1
+            elif isinstance(step, WaitRule):
+                inst.due_ms = t + step.duration_ms
+                return
+            elif isinstance(step, WaitForRule):
+                inst.due_ms = t + step.timeout_ms
+                return
+            elif isinstance(step, BranchRule):
+                taken = all(self._holds(p.state, c, inst.entry, t) for c in step.conditions)
+                target = step.then if taken else step.else_
+                if target == EXIT:
+                    self._end(p, inst, t, "exit")
+                    return
+                inst.step = inst.step + 1 if target == NEXT else target
+            else:
+                self._end(p, inst, t, "exit")
+                return
+
+    # ---- sending ------------------------------------------------------------------------------
+
+    def _send(self, p: _Pass, seq: SequenceRules, inst: Instance, step: SendRule,
+              t: int) -> bool:
+        """Decide a send; False when quiet hours hold it (the instance then waits at it)."""
+        state = p.state
+        if seq.quiet_hours is not None:
+            until = quiet_until_ms(seq.quiet_hours, state.tz, t)
+            if until is not None:
+                inst.due_ms = until
+                return False
+        reason = self._suppression(state, seq, t)
+        if reason is not None:
+            p.out.append(Suppressed(seq.id, inst.key, inst.step, step.template, t, reason))
+            return True
+        variables = {**inst.entry, **self._segment_vars(state, t), **step.vars}
+        p.out.append(Send(seq.id, inst.key, inst.step, step.template, variables, t,
+                          f"{inst.id}/{inst.step}"))
+        state.sends.append((t, seq.group))
+        cutoff = t - self.rules.longest_cap_ms
+        while state.sends and state.sends[0][0] <= cutoff:
+            state.sends.pop(0)
+        self._emit(p, Event("email_sent", t, {"sequence": seq.id, "template": step.template}))
+        return True
+
+    def _suppression(self, state: UserState, seq: SequenceRules, t: int) -> str | None:
+        if state.block:
+            return state.block
+        if state.block is None and not self.unknown_users_mailable:
+            return "unverified"
+        if seq.holdout and _held_out(seq.id, state.user, seq.holdout):
+            return "holdout"
+        for cap in seq.caps:
+            cutoff = t - cap.per_ms
+            sent = sum(1 for at, group in state.sends
+                       if at > cutoff and (cap.group == "*" or group == cap.group))
+            if sent >= cap.max:
+                return "cap"
+        return None
+
+    # ---- conditions ---------------------------------------------------------------------------
+
+    def _holds(self, state: UserState, cond: ConditionRule, entry: Mapping[str, Any],
+               t: int) -> bool:
+        if cond.signal is not None:
+            return cond.signal.holds(state.signals.get(cond.signal.tracker, []), t)
+        if cond.segment is not None:
+            return self._member(state, cond.segment, t)
+        return cond.entry_match is not None and cond.entry_match(entry)
+
+    def _member(self, state: UserState, segment: str, t: int) -> bool:
+        seg = self.rules.segments.get(segment)
+        return seg is not None and all(
+            trig.holds(state.signals.get(trig.tracker, []), t) for trig in seg.triggers
+        )
+
+    def _segment_vars(self, state: UserState, t: int) -> dict[str, Any]:
+        merged: dict[str, Any] = {}
+        for seg in self.rules.segments.values():
+            if seg.vars and self._member(state, seg.name, t):
+                merged.update(seg.vars)
+        return merged
+
+    # ---- housekeeping -------------------------------------------------------------------------
+
+    def _compact(self, state: UserState, now: int) -> None:
+        """Forget what no rule can use any more, so stored state stays small."""
+        for ended_key, ended in list(state.ended_ms.items()):
+            seq = self.rules.sequences.get(ended_key.split("/", 1)[0])
+            if seq is None or now >= ended + seq.cooldown_ms:
+                del state.ended_ms[ended_key]
+        for tracker_id, stamps in list(state.signals.items()):
+            horizon = self._horizons.get(tracker_id)
+            if horizon is None or not stamps or stamps[-1] <= now - horizon:
+                del state.signals[tracker_id]
+        for seq_id in [s for s in state.inactive_due_ms if s not in self.rules.sequences]:
+            del state.inactive_due_ms[seq_id]
+
+
+def _held_out(sequence: str, user: str, fraction: float) -> bool:
+    """A stable draw per (sequence, user): the same user is always in or out of the holdout."""
+    digest = hashlib.blake2b(f"{sequence}\x00{user}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64 < fraction

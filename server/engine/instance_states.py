@@ -1,0 +1,52 @@
+"""The life of a sequence instance, as a table.
+
+An instance is always *at* one step. Arriving at a step runs it at once:
+  send      -> decided (sent or suppressed) and the instance moves on, unless quiet hours hold it:
+               then it waits at the send with a timer at the window's end and runs it again then;
+  wait      -> arms a timer at now + duration;
+  wait_for  -> arms a timer at now + timeout and listens for the awaited event;
+  branch    -> evaluates its conditions and jumps (`then` or `else`);
+  exit      -> the instance ends.
+Running past the last step ends the instance ("completed"). Jumps only go forward, so running
+an instance always stops: at a timer, or at its end.
+
+While an instance waits, three things can happen to it; the table below says what each does
+at each kind of step. An `exit_on` event ends it wherever it is, before anything else looks at
+the event. Timers due at the same instant fire in sequence-id order, and every event at an
+instant is applied before any timer due at that instant, so an awaited event at exactly
+start + timeout still counts as within.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+__all__ = ["TRANSITIONS", "Happening", "Outcome"]
+
+
+class Happening(Enum):
+    TIMER = "timer"            # the instance's own timer fired
+    AWAITED_EVENT = "event"    # the event a wait_for listens for (same key, where matched)
+    EXIT_ON = "exit_on"        # an event listed in exit_on
+
+
+class Outcome(Enum):
+    NEXT = "next"              # go to the next step and run it
+    ON_EVENT = "on_event"      # go to the wait_for's on_event target
+    ON_TIMEOUT = "on_timeout"  # emit the abandonment event if any, go to the on_timeout target
+    RUN_AGAIN = "run_again"    # run the same step again (a send that quiet hours held back)
+    END = "end"                # the instance ends
+    IGNORE = "ignore"          # nothing happens
+
+
+TRANSITIONS: dict[tuple[str, Happening], Outcome] = {
+    ("wait", Happening.TIMER): Outcome.NEXT,
+    ("wait", Happening.AWAITED_EVENT): Outcome.IGNORE,
+    ("wait", Happening.EXIT_ON): Outcome.END,
+    ("wait_for", Happening.TIMER): Outcome.ON_TIMEOUT,
+    ("wait_for", Happening.AWAITED_EVENT): Outcome.ON_EVENT,
+    ("wait_for", Happening.EXIT_ON): Outcome.END,
+    ("send", Happening.TIMER): Outcome.RUN_AGAIN,
+    ("send", Happening.AWAITED_EVENT): Outcome.IGNORE,
+    ("send", Happening.EXIT_ON): Outcome.END,
+}

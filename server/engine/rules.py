@@ -1,0 +1,353 @@
+"""A sequence set compiled for the engine: predicates built once, lookups indexed by event name.
+
+Every condition over recent events (entry `if`, branch `if`, segment triggers) is a *signal*: a
+count of matching events within a window ending now. The engine keeps, per user and per distinct
+(event, where) pair, only the timestamps of the last few matching events, as many as the most
+demanding condition on that pair needs, so a user's state stays small whatever the traffic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.engine.matching import Predicate, compile_where
+from server.sequences.model import (
+    BranchStep,
+    EntryWhere,
+    EventEntry,
+    ExitStep,
+    InactivityEntry,
+    Match,
+    QuietHours,
+    SegmentEntry,
+    SegmentMember,
+    SendStep,
+    Sequence,
+    SequenceSet,
+    Signal,
+    WaitForStep,
+    WaitStep,
+)
+
+__all__ = [
+    "BranchRule",
+    "CapRule",
+    "ConditionRule",
+    "ExitRule",
+    "Rules",
+    "SendRule",
+    "SequenceRules",
+    "SignalRule",
+    "StepRule",
+    "Tracker",
+    "WaitForRule",
+    "WaitRule",
+    "compile_rules",
+]
+
+# A wait_for that times out in a sequence entered on one of these emits the named event.
+DEFAULT_TIMEOUT_EMITS = {
+    "cart_add": "cart_abandonment",
+    "checkout_start": "checkout_abandonment",
+    "product_view": "browse_abandonment",
+}
+EXIT, NEXT = -1, -2  # step targets besides a step index
+USER_KEY = "user"
+
+
+@dataclass(frozen=True, slots=True)
+class Tracker:
+    """Which events to remember for signals: their timestamps, the last `keep` of them."""
+
+    id: str
+    event: str
+    match: Predicate
+    keep: int
+    horizon_ms: int  # older timestamps can no longer make any condition hold
+
+
+@dataclass(frozen=True, slots=True)
+class SignalRule:
+    tracker: str
+    within_ms: int
+    at_least: int | None
+    at_most: int | None
+
+    def holds(self, stamps: list[int], now_ms: int) -> bool:
+        start = now_ms - self.within_ms  # the window is (now - within, now]
+        if self.at_least is not None and (
+            len(stamps) < self.at_least or stamps[-self.at_least] <= start
+        ):
+            return False
+        if self.at_most is not None:
+            recent = sum(1 for t in stamps[-(self.at_most + 1):] if t > start)
+            if recent > self.at_most:
+                return False
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionRule:
+    """One condition: a signal, segment membership, or a property of the entry event."""
+
+    signal: SignalRule | None = None
+    segment: str | None = None
+    entry_match: Predicate | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendRule:
+    template: str
+    vars: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class WaitRule:
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class WaitForRule:
+    event: str
+    match: Predicate
+    timeout_ms: int
+    match_key: bool
+    on_event: int
+    on_timeout: int
+    emit: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BranchRule:
+    conditions: tuple[ConditionRule, ...]
+    then: int
+    else_: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExitStepRule:
+    pass
+
+
+StepRule = SendRule | WaitRule | WaitForRule | BranchRule | ExitStepRule
+
+
+@dataclass(frozen=True, slots=True)
+class ExitRule:
+    event: str
+    match: Predicate
+    match_key: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CapRule:
+    group: str  # "*" for every send
+    max: int
+    per_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceRules:
+    id: str
+    group: str
+    key: str
+    entry_event: str | None
+    entry_match: Predicate
+    entry_conditions: tuple[ConditionRule, ...]
+    entry_segment: str | None
+    inactivity: tuple[str, int, str] | None  # (event, for_ms, since)
+    exits: tuple[ExitRule, ...]
+    steps: tuple[StepRule, ...]
+    cooldown_ms: int
+    caps: tuple[CapRule, ...]  # every cap in the set that covers this sequence's group
+    quiet_hours: QuietHours | None
+    holdout: float
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRules:
+    name: str
+    triggers: tuple[SignalRule, ...]
+    vars: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The compiled set, with indexes from event name to what that event can touch."""
+
+    sequences: Mapping[str, SequenceRules]
+    segments: Mapping[str, SegmentRules]
+    trackers_by_event: Mapping[str, tuple[Tracker, ...]]
+    entries_by_event: Mapping[str, tuple[SequenceRules, ...]]
+    exits_by_event: Mapping[str, frozenset[str]]  # event -> sequence ids it can end
+    waits_by_event: frozenset[str]
+    segments_by_event: Mapping[str, tuple[SegmentRules, ...]]
+    entries_by_segment: Mapping[str, tuple[SequenceRules, ...]]
+    inactivity_arms: Mapping[str, tuple[SequenceRules, ...]]  # `since` event -> sequences
+    inactivity_cancels: Mapping[str, tuple[SequenceRules, ...]]  # `event` -> sequences
+    longest_cap_ms: int
+    relevant_events: frozenset[str] = field(default=frozenset())
+
+
+class _TrackerTable:
+    """Collects signals during compilation; signals on the same (event, where) share a tracker."""
+
+    def __init__(self) -> None:
+        self.specs: dict[str, tuple[str, Mapping[str, Match], int, int]] = {}
+
+    def signal(self, event: str, where: Mapping[str, Match], within_ms: int,
+               at_least: int | None, at_most: int | None) -> SignalRule:
+        if at_least is None and at_most is None:
+            at_least = 1
+        ident = _fingerprint(event, where)
+        keep = max(at_least or 0, (at_most + 1) if at_most is not None else 0)
+        _, _, old_keep, old_horizon = self.specs.get(ident, (event, where, 0, 0))
+        self.specs[ident] = (event, where, max(keep, old_keep), max(within_ms, old_horizon))
+        return SignalRule(ident, within_ms, at_least, at_most)
+
+    def trackers(self) -> list[Tracker]:
+        return [
+            Tracker(ident, event, compile_where(where), keep, horizon)
+            for ident, (event, where, keep, horizon) in sorted(self.specs.items())
+        ]
+
+
+def _fingerprint(event: str, where: Mapping[str, Match]) -> str:
+    """Stable across processes and reloads, so remembered signals survive a reload."""
+    canonical = json.dumps(
+        [event, {k: _plain(v) for k, v in sorted(where.items())}], sort_keys=True, default=str
+    )
+    return hashlib.blake2b(canonical.encode(), digest_size=6).hexdigest()
+
+
+def _plain(value: Match) -> Any:
+    return value.model_dump(exclude_none=True) if hasattr(value, "model_dump") else value
+
+
+def compile_rules(sequence_set: SequenceSet) -> Rules:
+    table = _TrackerTable()
+    caps = [(c.group, c.max, c.per) for s in sequence_set.sequences for c in s.caps]
+    unique_caps = tuple(CapRule(g, m, p) for g, m, p in sorted(set(caps)))
+    sequences = {s.id: _compile_sequence(s, table, unique_caps) for s in sequence_set.sequences}
+    segments = {
+        seg.segment: SegmentRules(
+            seg.segment,
+            tuple(
+                table.signal(
+                    t.event,
+                    {**t.where, **({"path": t.page} if t.page is not None else {})},
+                    t.time_in_minutes * 60_000,
+                    t.at_least,
+                    None,
+                )
+                for t in seg.triggers
+            ),
+            {rule.field: rule.value for rule in seg.content_rules},
+        )
+        for seg in sequence_set.segments
+    }
+    trackers = table.trackers()
+    events_of = {t.id: t.event for t in trackers}
+    ordered = sorted(sequences.values(), key=lambda s: s.id)
+    by_segment_event: dict[str, list[SegmentRules]] = {}
+    for seg in segments.values():
+        for event in sorted({events_of[t.tracker] for t in seg.triggers}):
+            by_segment_event.setdefault(event, []).append(seg)
+    rules = Rules(
+        sequences=sequences,
+        segments=segments,
+        trackers_by_event=_group(trackers, lambda t: [t.event]),
+        entries_by_event=_group(ordered, lambda s: [s.entry_event] if s.entry_event else []),
+        exits_by_event={
+            event: frozenset(s.id for s in ordered if any(x.event == event for x in s.exits))
+            for event in {x.event for s in ordered for x in s.exits}
+        },
+        waits_by_event=frozenset(
+            step.event for s in ordered for step in s.steps if isinstance(step, WaitForRule)
+        ),
+        segments_by_event={k: tuple(v) for k, v in by_segment_event.items()},
+        entries_by_segment=_group(ordered, lambda s: [s.entry_segment] if s.entry_segment else []),
+        inactivity_arms=_group(ordered, lambda s: [s.inactivity[2]] if s.inactivity else []),
+        inactivity_cancels=_group(ordered, lambda s: [s.inactivity[0]] if s.inactivity else []),
+        longest_cap_ms=max((c.per_ms for c in unique_caps), default=0),
+    )
+    relevant = (
+        set(rules.trackers_by_event) | set(rules.entries_by_event) | set(rules.exits_by_event)
+        | rules.waits_by_event | set(rules.segments_by_event) | set(rules.inactivity_arms)
+        | set(rules.inactivity_cancels) | {"identify", "unsubscribe", "email_bounce"}
+    )
+    object.__setattr__(rules, "relevant_events", frozenset(relevant))
+    return rules
+
+
+def _group(items: list[Any], keys: Any) -> dict[str, tuple[Any, ...]]:
+    grouped: dict[str, list[Any]] = {}
+    for item in items:
+        for key in keys(item):
+            grouped.setdefault(key, []).append(item)
+    return {k: tuple(v) for k, v in grouped.items()}
+
+
+def _compile_sequence(seq: Sequence, table: _TrackerTable,
+                      caps: tuple[CapRule, ...]) -> SequenceRules:
+    entry = seq.entry
+    names = {step.name: i for i, step in enumerate(seq.steps) if step.name is not None}
+    entry_event = entry.event if isinstance(entry, EventEntry) else None
+
+    def target(i: int, label: str) -> int:
+        return {"next": NEXT, "exit": EXIT}.get(label, names.get(label, NEXT))
+
+    steps: list[StepRule] = []
+    for i, step in enumerate(seq.steps):
+        if isinstance(step, SendStep):
+            steps.append(SendRule(step.send.template, dict(step.send.vars)))
+        elif isinstance(step, WaitStep):
+            steps.append(WaitRule(step.wait))
+        elif isinstance(step, WaitForStep):
+            wf = step.wait_for
+            emit = wf.emit if "emit" in wf.model_fields_set else DEFAULT_TIMEOUT_EMITS.get(
+                entry_event or "")
+            steps.append(WaitForRule(wf.event, compile_where(wf.where), wf.timeout,
+                                     wf.match_key and seq.key != USER_KEY,
+                                     target(i, step.on_event), target(i, step.on_timeout), emit))
+        elif isinstance(step, BranchStep):
+            steps.append(BranchRule(_conditions(step.branch.if_, table),
+                                    target(i, step.branch.then), target(i, step.branch.else_)))
+        elif isinstance(step, ExitStep):
+            steps.append(ExitStepRule())
+    group = seq.group or ""
+    return SequenceRules(
+        id=seq.id,
+        group=group,
+        key=seq.key,
+        entry_event=entry_event,
+        entry_match=compile_where(entry.where if isinstance(entry, EventEntry) else {}),
+        entry_conditions=_conditions(entry.if_, table) if isinstance(entry, EventEntry) else (),
+        entry_segment=entry.segment if isinstance(entry, SegmentEntry) else None,
+        inactivity=(entry.inactive.event, entry.inactive.for_, entry.inactive.since)
+        if isinstance(entry, InactivityEntry) else None,
+        exits=tuple(ExitRule(x.event, compile_where(x.where), x.match_key and seq.key != USER_KEY)
+                    for x in seq.exit_on),
+        steps=tuple(steps),
+        cooldown_ms=seq.cooldown,
+        caps=tuple(c for c in caps if c.group == "*" or (group and c.group == group)),
+        quiet_hours=seq.quiet_hours,
+        holdout=seq.holdout,
+    )
+
+
+def _conditions(conds: list[Any], table: _TrackerTable) -> tuple[ConditionRule, ...]:
+    out = []
+    for cond in conds:
+        if isinstance(cond, Signal):
+            out.append(ConditionRule(signal=table.signal(
+                cond.event, cond.where, cond.within, cond.at_least, cond.at_most)))
+        elif isinstance(cond, SegmentMember):
+            out.append(ConditionRule(segment=cond.segment))
+        elif isinstance(cond, EntryWhere):
+            out.append(ConditionRule(entry_match=compile_where(cond.entry_where)))
+    return tuple(out)
