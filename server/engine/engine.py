@@ -18,11 +18,9 @@ The instance life cycle is the table in instance_states.py.
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from server.engine.actions import Action, Entered, Exited, Send, Suppressed
@@ -64,14 +62,16 @@ def key_text(value: Any) -> str | None:
     return str(value)
 
 
-@dataclass(slots=True)
 class _Pass:
     """One call's working set: the state, the actions so far, engine events still to apply."""
 
-    state: UserState
-    out: list[Action] = field(default_factory=list)
-    emitted: deque[tuple[Event, int]] = field(default_factory=deque)
-    depth: int = 0
+    __slots__ = ("depth", "emitted", "out", "state")
+
+    def __init__(self, state: UserState) -> None:
+        self.state = state
+        self.out: list[Action] = []
+        self.emitted: deque[tuple[Event, int]] = deque()
+        self.depth = 0
 
 
 class Engine:
@@ -80,16 +80,21 @@ class Engine:
         (backtests assume so; a live server must not)."""
         self.rules = rules
         self.unknown_users_mailable = unknown_users_mailable
-        self._horizons = {t.id: t.horizon_ms for ts in rules.trackers_by_event.values() for t in ts}
 
     # ---- the API ------------------------------------------------------------------------------
 
     def receive(self, state: UserState, event: Event) -> list[Action]:
+        plan = self.rules.plans.get(event.name)
+        due = self.next_deadline(state)
+        if plan is None and (due is None or due >= event.at_ms):
+            if event.tz:  # the only thing such an event can change
+                state.tz = event.tz
+            return []
         p = _Pass(state)
-        self._fire_due(p, event.at_ms, inclusive=False)
-        if event.name in self.rules.relevant_events or event.tz:
-            self._apply(p, event)
-            self._drain(p)
+        if due is not None and due < event.at_ms:
+            self._fire_due(p, event.at_ms, inclusive=False)
+        self._apply(p, event)
+        self._drain(p)
         return p.out
 
     def advance(self, state: UserState, now_ms: int) -> list[Action]:
@@ -99,9 +104,11 @@ class Engine:
         return p.out
 
     def next_deadline(self, state: UserState) -> int | None:
-        due = [i.due_ms for i in state.instances if i.due_ms is not None]
-        due.extend(state.inactive_due_ms.values())
-        return min(due) if due else None
+        best = min(state.inactive_due_ms.values()) if state.inactive_due_ms else None
+        for inst in state.instances:
+            if inst.due_ms is not None and (best is None or inst.due_ms < best):
+                best = inst.due_ms
+        return best
 
     # ---- timers -------------------------------------------------------------------------------
 
@@ -110,31 +117,30 @@ class Engine:
             nxt = self._earliest(p.state)
             if nxt is None:
                 return
-            due, _, kind, key = nxt
+            due, seq_id, _, inst = nxt
             if due > limit_ms or (due == limit_ms and not inclusive):
                 return
-            if kind == 0:
-                inst = next(i for i in p.state.instances if i.due_ms == due and
-                            i.sequence == nxt[1] and i.key == key)
+            if inst is not None:
                 self._fire_instance(p, inst, due)
             else:
-                del p.state.inactive_due_ms[nxt[1]]
-                seq = self.rules.sequences.get(nxt[1])
+                del p.state.inactive_due_ms[seq_id]
+                seq = self.rules.sequences.get(seq_id)
                 if seq is not None:
                     self._try_enter(p, seq, "", {}, due)
             self._drain(p)
 
-    def _earliest(self, state: UserState) -> tuple[int, str, int, str] | None:
-        best: tuple[int, str, int, str] | None = None
+    @staticmethod
+    def _earliest(state: UserState) -> tuple[int, str, int, Instance | None] | None:
+        """The next timer: (due, sequence id, 0 for an instance / 1 for inactivity, instance).
+        Instances are kept sorted by (sequence, key), so the first at a due time wins ties."""
+        best: tuple[int, str, int, Instance | None] | None = None
         for inst in state.instances:
-            if inst.due_ms is not None:
-                cand = (inst.due_ms, inst.sequence, 0, inst.key)
-                if best is None or cand < best:
-                    best = cand
+            due = inst.due_ms
+            if due is not None and (best is None or (due, inst.sequence) < best[:2]):
+                best = (due, inst.sequence, 0, inst)
         for seq_id, due in state.inactive_due_ms.items():
-            cand = (due, seq_id, 1, "")
-            if best is None or cand < best:
-                best = cand
+            if best is None or (due, seq_id, 1) < best[:3]:
+                best = (due, seq_id, 1, None)
         return best
 
     def _fire_instance(self, p: _Pass, inst: Instance, now: int) -> None:
@@ -169,38 +175,41 @@ class Engine:
             p.emitted.append((event, p.depth + 1))
 
     def _apply(self, p: _Pass, ev: Event) -> None:
-        rules, state, t, name = self.rules, p.state, ev.at_ms, ev.name
+        state, t = p.state, ev.at_ms
         if ev.tz:
             state.tz = ev.tz
+        plan = self.rules.plans.get(ev.name)
+        if plan is None:
+            return
         self._note_mailability(state, ev)
-        segments = rules.segments_by_event.get(name, ())
-        was_member = [self._member(state, seg.name, t) for seg in segments]
-        for tracker in rules.trackers_by_event.get(name, ()):
+        was_member = [self._member(state, seg.name, t) for seg in plan.segments] \
+            if plan.segments else []
+        for tracker in plan.trackers:
             if tracker.match(ev.props):
                 stamps = state.signals.setdefault(tracker.id, [])
                 stamps.append(t)
                 cutoff = t - tracker.horizon_ms
                 while stamps and (len(stamps) > tracker.keep or stamps[0] <= cutoff):
                     stamps.pop(0)
-        for seq in rules.inactivity_arms.get(name, ()):
+        for seq in plan.arms:
             assert seq.inactivity is not None
             state.inactive_due_ms[seq.id] = t + seq.inactivity[1]
-        for seq in rules.inactivity_cancels.get(name, ()):
+        for seq in plan.cancels:
             state.inactive_due_ms.pop(seq.id, None)
-        if name in rules.exits_by_event:
-            self._exit_on(p, ev, rules.exits_by_event[name])
-        if name in rules.waits_by_event:
+        if plan.exits and state.instances:
+            self._exit_on(p, ev, plan.exits)
+        if plan.awaited and state.instances:
             self._awaited(p, ev)
-        for seq in rules.entries_by_event.get(name, ()):
+        for seq in plan.entries:
             if seq.entry_match(ev.props) and all(
                 self._holds(state, c, ev.props, t) for c in seq.entry_conditions
             ):
                 key = "" if seq.key == USER_KEY else key_text(ev.props.get(seq.key))
                 if key is not None:
                     self._try_enter(p, seq, key, ev.props, t)
-        for seg, was in zip(segments, was_member, strict=True):
+        for seg, was in zip(plan.segments, was_member, strict=True):
             if not was and self._member(state, seg.name, t):
-                for seq in rules.entries_by_segment.get(seg.name, ()):
+                for seq in self.rules.entries_by_segment.get(seg.name, ()):
                     self._try_enter(p, seq, "", seg.vars, t)
 
     def _note_mailability(self, state: UserState, ev: Event) -> None:
@@ -241,8 +250,9 @@ class Engine:
     def _try_enter(self, p: _Pass, seq: SequenceRules, key: str,
                    props: Mapping[str, Any], t: int) -> None:
         state = p.state
-        if any(i.sequence == seq.id and i.key == key for i in state.instances):
-            return
+        for other in state.instances:
+            if other.key == key and other.sequence == seq.id:
+                return
         ended_key = f"{seq.id}/{key}"
         ended = state.ended_ms.get(ended_key)
         if ended is not None:
@@ -250,7 +260,9 @@ class Engine:
                 return
             del state.ended_ms[ended_key]
         inst = Instance(seq.id, key, 0, t, None, dict(props))
-        bisect.insort(state.instances, inst, key=lambda i: (i.sequence, i.key))
+        state.instances.append(inst)
+        if len(state.instances) > 1:
+            state.instances.sort(key=_instance_order)
         p.out.append(Entered(seq.id, key, t))
         self._run(p, seq, inst, t)
 
@@ -366,11 +378,15 @@ class Engine:
             if seq is None or now >= ended + seq.cooldown_ms:
                 del state.ended_ms[ended_key]
         for tracker_id, stamps in list(state.signals.items()):
-            horizon = self._horizons.get(tracker_id)
+            horizon = self.rules.horizons_ms.get(tracker_id)
             if horizon is None or not stamps or stamps[-1] <= now - horizon:
                 del state.signals[tracker_id]
         for seq_id in [s for s in state.inactive_due_ms if s not in self.rules.sequences]:
             del state.inactive_due_ms[seq_id]
+
+
+def _instance_order(inst: Instance) -> tuple[str, str]:
+    return inst.sequence, inst.key
 
 
 def _held_out(sequence: str, user: str, fraction: float) -> bool:

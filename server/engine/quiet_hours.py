@@ -39,7 +39,7 @@ def _inside(local: time, start: time, end: time) -> bool:
 def quiet_until_ms(rule: QuietHours, user_tz: str | None, at_ms: int) -> int | None:
     """The instant quiet hours end, if `at_ms` is inside them in the user's zone; else None."""
     zone = (_zone(user_tz) if user_tz else None) or _zone(rule.timezone) or ZoneInfo("UTC")
-    local = datetime.fromtimestamp(at_ms / 1000, tz=zone)
+    local = _local(at_ms, zone)
     start, end = _clock(rule.start), _clock(rule.end)
     if not _inside(local.time(), start, end):
         return None
@@ -47,9 +47,27 @@ def quiet_until_ms(rule: QuietHours, user_tz: str | None, at_ms: int) -> int | N
     if start > end and local.time() >= start:
         day += timedelta(days=1)
     wall_end = datetime.combine(day, end, tzinfo=zone)
-    # In a DST gap the wall time does not exist and fold=0 gives the instant after the gap; in
-    # an overlap it exists twice: the first occurrence still ahead of `at_ms` is the end.
-    candidates = (
-        int(wall_end.replace(fold=fold).astimezone(UTC).timestamp() * 1000) for fold in (0, 1)
+    # The end's wall time read with either fold: in an overlap it exists twice, and the first
+    # occurrence still ahead of `at_ms` ends the window; in a DST gap it does not exist at all.
+    ahead = sorted(
+        c for fold in (0, 1)
+        if (c := int(wall_end.replace(fold=fold).astimezone(UTC).timestamp() * 1000)) > at_ms
+        and not _inside(_local(c, zone).time(), start, end)
     )
-    return min((c for c in candidates if c > at_ms), default=at_ms + 1)
+    if not ahead:
+        return at_ms + 1
+    if _local(ahead[0], zone).time() == end:
+        return ahead[0]
+    # A gap swallowed the end: the window ended at the jump, the first instant outside it.
+    inside_ms, outside_ms = at_ms, ahead[0]
+    while outside_ms - inside_ms > 1:
+        mid = (inside_ms + outside_ms) // 2
+        if _inside(_local(mid, zone).time(), start, end):
+            inside_ms = mid
+        else:
+            outside_ms = mid
+    return outside_ms
+
+
+def _local(at_ms: int, zone: ZoneInfo) -> datetime:
+    return datetime.fromtimestamp(at_ms / 1000, tz=zone)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from server.engine.matching import Predicate, compile_where
@@ -37,6 +37,7 @@ __all__ = [
     "BranchRule",
     "CapRule",
     "ConditionRule",
+    "EventPlan",
     "ExitRule",
     "Rules",
     "SendRule",
@@ -176,21 +177,28 @@ class SegmentRules:
 
 
 @dataclass(frozen=True, slots=True)
+class EventPlan:
+    """Everything one event name can touch, found with a single lookup per event."""
+
+    trackers: tuple[Tracker, ...] = ()
+    entries: tuple[SequenceRules, ...] = ()
+    exits: frozenset[str] = frozenset()  # ids of sequences whose exit_on names the event
+    awaited: bool = False  # some wait_for listens for it
+    segments: tuple[SegmentRules, ...] = ()  # segments with a trigger on it
+    arms: tuple[SequenceRules, ...] = ()  # inactivity entries it (re)starts the clock of
+    cancels: tuple[SequenceRules, ...] = ()  # inactivity entries it ends the wait of
+
+
+@dataclass(frozen=True, slots=True)
 class Rules:
-    """The compiled set, with indexes from event name to what that event can touch."""
+    """The compiled set: sequences and segments by name, and a plan per event name."""
 
     sequences: Mapping[str, SequenceRules]
     segments: Mapping[str, SegmentRules]
-    trackers_by_event: Mapping[str, tuple[Tracker, ...]]
-    entries_by_event: Mapping[str, tuple[SequenceRules, ...]]
-    exits_by_event: Mapping[str, frozenset[str]]  # event -> sequence ids it can end
-    waits_by_event: frozenset[str]
-    segments_by_event: Mapping[str, tuple[SegmentRules, ...]]
+    plans: Mapping[str, EventPlan]  # an event name absent here changes nothing but timers
     entries_by_segment: Mapping[str, tuple[SequenceRules, ...]]
-    inactivity_arms: Mapping[str, tuple[SequenceRules, ...]]  # `since` event -> sequences
-    inactivity_cancels: Mapping[str, tuple[SequenceRules, ...]]  # `event` -> sequences
+    horizons_ms: Mapping[str, int]  # tracker id -> how long its timestamps matter
     longest_cap_ms: int
-    relevant_events: frozenset[str] = field(default=frozenset())
 
 
 class _TrackerTable:
@@ -251,37 +259,51 @@ def compile_rules(sequence_set: SequenceSet) -> Rules:
         for seg in sequence_set.segments
     }
     trackers = table.trackers()
-    events_of = {t.id: t.event for t in trackers}
     ordered = sorted(sequences.values(), key=lambda s: s.id)
-    by_segment_event: dict[str, list[SegmentRules]] = {}
+    events_of = {t.id: t.event for t in trackers}
+    parts: dict[str, dict[str, Any]] = {}
+
+    def add(event: str, part: str, item: Any) -> None:
+        parts.setdefault(event, {}).setdefault(part, []).append(item)
+
+    for tracker in trackers:
+        add(tracker.event, "trackers", tracker)
     for seg in segments.values():
         for event in sorted({events_of[t.tracker] for t in seg.triggers}):
-            by_segment_event.setdefault(event, []).append(seg)
-    rules = Rules(
+            add(event, "segments", seg)
+    for seq in ordered:
+        if seq.entry_event:
+            add(seq.entry_event, "entries", seq)
+        for x in seq.exits:
+            add(x.event, "exits", seq.id)
+        for step in seq.steps:
+            if isinstance(step, WaitForRule):
+                parts.setdefault(step.event, {})["awaited"] = True
+        if seq.inactivity:
+            add(seq.inactivity[2], "arms", seq)
+            add(seq.inactivity[0], "cancels", seq)
+    for event in ("identify", "unsubscribe", "email_bounce"):  # mailability
+        parts.setdefault(event, {})
+    plans = {
+        event: EventPlan(
+            trackers=tuple(found.get("trackers", ())),
+            entries=tuple(found.get("entries", ())),
+            exits=frozenset(found.get("exits", ())),
+            awaited=bool(found.get("awaited", False)),
+            segments=tuple(found.get("segments", ())),
+            arms=tuple(found.get("arms", ())),
+            cancels=tuple(found.get("cancels", ())),
+        )
+        for event, found in parts.items()
+    }
+    return Rules(
         sequences=sequences,
         segments=segments,
-        trackers_by_event=_group(trackers, lambda t: [t.event]),
-        entries_by_event=_group(ordered, lambda s: [s.entry_event] if s.entry_event else []),
-        exits_by_event={
-            event: frozenset(s.id for s in ordered if any(x.event == event for x in s.exits))
-            for event in {x.event for s in ordered for x in s.exits}
-        },
-        waits_by_event=frozenset(
-            step.event for s in ordered for step in s.steps if isinstance(step, WaitForRule)
-        ),
-        segments_by_event={k: tuple(v) for k, v in by_segment_event.items()},
+        plans=plans,
         entries_by_segment=_group(ordered, lambda s: [s.entry_segment] if s.entry_segment else []),
-        inactivity_arms=_group(ordered, lambda s: [s.inactivity[2]] if s.inactivity else []),
-        inactivity_cancels=_group(ordered, lambda s: [s.inactivity[0]] if s.inactivity else []),
+        horizons_ms={t.id: t.horizon_ms for t in trackers},
         longest_cap_ms=max((c.per_ms for c in unique_caps), default=0),
     )
-    relevant = (
-        set(rules.trackers_by_event) | set(rules.entries_by_event) | set(rules.exits_by_event)
-        | rules.waits_by_event | set(rules.segments_by_event) | set(rules.inactivity_arms)
-        | set(rules.inactivity_cancels) | {"identify", "unsubscribe", "email_bounce"}
-    )
-    object.__setattr__(rules, "relevant_events", frozenset(relevant))
-    return rules
 
 
 def _group(items: list[Any], keys: Any) -> dict[str, tuple[Any, ...]]:

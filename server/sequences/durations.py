@@ -20,7 +20,7 @@ def parse_duration_ms(text: object) -> int:
 
 
 def format_duration_ms(ms: int) -> str:
-    """The shortest text that `parse_duration_ms` reads back as `ms`."""
+    """Text that `parse_duration_ms` reads back as `ms`, largest unit first ("1h1m")."""
     if ms == 0:
         return "0s"
     parts = []

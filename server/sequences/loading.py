@@ -41,8 +41,9 @@ class _Yaml12Loader(yaml.SafeLoader):
     """SafeLoader with YAML 1.2 core-schema booleans and numbers."""
 
 
+_YAML11_ONLY = (_BOOL, _INT, _FLOAT, "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value")
 _Yaml12Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _FLOAT)]
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _YAML11_ONLY]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
 _Yaml12Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
@@ -131,9 +132,16 @@ def _read(path: Path) -> tuple[Any, yaml.Node | None]:
         raise InvalidSequence([Problem(str(path), 0, "", "not UTF-8 text")]) from None
     if path.suffix == ".json":
         try:
-            json.loads(text)
+            data = json.loads(text)
         except json.JSONDecodeError as err:
             raise InvalidSequence([Problem(str(path), err.lineno, "", err.msg)]) from None
+        # The data is JSON's own; YAML nodes only locate errors. In valid JSON a raw tab can only
+        # be white space, which YAML refuses for indentation: spaces keep the lines the same.
+        return data, _compose(path, text.replace("\t", " "))[1]
+    return _compose(path, text)
+
+
+def _compose(path: Path, text: str) -> tuple[Any, yaml.Node | None]:
     loader = _Yaml12Loader(text)
     try:
         node = loader.get_single_node()
@@ -175,7 +183,8 @@ def _duplicate_keys(node: yaml.Node, prefix: str) -> Iterable[tuple[str, yaml.No
 def _located(path: Path, node: yaml.Node | None, err: ValidationError) -> list[Problem]:
     best: dict[tuple[int, str], tuple[int, Problem]] = {}
     for error in err.errors():
-        line, field = _walk(node, error["loc"])
+        at = (error.get("ctx") or {}).get("at", ())
+        line, field = _walk(node, (*error["loc"], *at))
         problem = Problem(str(path), line, field, _message(error))
         depth = len(error["loc"])
         # A union reports each member's failure at the same place; keep the most specific one.

@@ -26,6 +26,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from server.sequences.durations import DURATION_PATTERN, parse_duration_ms
 
@@ -133,20 +134,27 @@ class EntryWhere(_Strict):
     entry_where: Where
 
 
+# Discriminator tags are spelled with "=" so they can never be mistaken for a key when an
+# error's location is walked back to its line (loading.py).
 def _condition_kind(value: Any) -> str | None:
     if isinstance(value, dict):
         for kind in ("segment", "entry_where"):
             if kind in value:
-                return kind
-        return "event"
+                return f"={kind}"
+        return "=event"
     return None
 
 
 Condition = Annotated[
-    Annotated[Signal, Tag("event")]
-    | Annotated[SegmentMember, Tag("segment")]
-    | Annotated[EntryWhere, Tag("entry_where")],
-    Discriminator(_condition_kind),
+    Annotated[Signal, Tag("=event")]
+    | Annotated[SegmentMember, Tag("=segment")]
+    | Annotated[EntryWhere, Tag("=entry_where")],
+    Discriminator(
+        _condition_kind,
+        custom_error_type="condition_kind",
+        custom_error_message="a condition is a mapping: {event, within, ...}, {segment} or "
+        "{entry_where}",
+    ),
 ]
 
 
@@ -185,16 +193,20 @@ def _entry_kind(value: Any) -> str | None:
     if isinstance(value, dict):
         for kind in ("segment", "inactive"):
             if kind in value:
-                return kind
-        return "event"
+                return f"={kind}"
+        return "=event"
     return None
 
 
 Entry = Annotated[
-    Annotated[EventEntry, Tag("event")]
-    | Annotated[SegmentEntry, Tag("segment")]
-    | Annotated[InactivityEntry, Tag("inactive")],
-    Discriminator(_entry_kind),
+    Annotated[EventEntry, Tag("=event")]
+    | Annotated[SegmentEntry, Tag("=segment")]
+    | Annotated[InactivityEntry, Tag("=inactive")],
+    Discriminator(
+        _entry_kind,
+        custom_error_type="entry_kind",
+        custom_error_message="entry is a mapping: {event, ...}, {segment} or {inactive}",
+    ),
 ]
 
 
@@ -271,10 +283,10 @@ _STEP_KINDS = ("send", "wait_for", "wait", "branch", "exit")
 
 def _step_kind(value: Any) -> str | None:
     if value == "exit":
-        return "exit"
+        return "=exit"
     if isinstance(value, dict):
         present = [k for k in _STEP_KINDS if k in value]
-        return present[0] if len(present) == 1 else None
+        return f"={present[0]}" if len(present) == 1 else None
     return None
 
 
@@ -283,11 +295,11 @@ def _bare_exit(value: Any) -> Any:
 
 
 Step = Annotated[
-    Annotated[SendStep, Tag("send")]
-    | Annotated[WaitStep, Tag("wait")]
-    | Annotated[WaitForStep, Tag("wait_for")]
-    | Annotated[BranchStep, Tag("branch")]
-    | Annotated[ExitStep, Tag("exit")],
+    Annotated[SendStep, Tag("=send")]
+    | Annotated[WaitStep, Tag("=wait")]
+    | Annotated[WaitForStep, Tag("=wait_for")]
+    | Annotated[BranchStep, Tag("=branch")]
+    | Annotated[ExitStep, Tag("=exit")],
     Discriminator(
         _step_kind,
         custom_error_type="step_kind",
@@ -317,9 +329,16 @@ _CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 class QuietHours(_Strict):
     """No email between `start` and `end` in the user's time zone; a send due then waits."""
 
-    start: str = Field(pattern=_CLOCK.pattern, examples=["21:00"])
-    end: str = Field(pattern=_CLOCK.pattern, examples=["08:00"])
+    start: str = Field(json_schema_extra={"pattern": _CLOCK.pattern}, examples=["21:00"])
+    end: str = Field(json_schema_extra={"pattern": _CLOCK.pattern}, examples=["08:00"])
     timezone: str = Field(default="UTC", description="for users whose time zone is unknown")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock_time(cls, value: str) -> str:
+        if not _CLOCK.match(value):
+            raise ValueError(f"{value!r} is not a 24-hour clock time like \"21:00\" (quote it)")
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -358,26 +377,31 @@ class Sequence(_Strict):
         for i, step in enumerate(self.steps):
             if step.name is not None:
                 if step.name in position:
-                    raise ValueError(f"steps[{i}]: step name {step.name!r} is used twice")
+                    raise _located_error(("steps", i, "name"),
+                                         f"step name {step.name!r} is used twice")
                 position[step.name] = i
         for i, step in enumerate(self.steps):
-            for label, target in _targets(step):
+            for at, target in _targets(step):
                 if target in ("next", "exit"):
                     continue
                 if target not in position:
-                    raise ValueError(f"steps[{i}].{label}: no step is named {target!r}")
+                    raise _located_error(("steps", i, *at), f"no step is named {target!r}")
                 if position[target] <= i:
-                    raise ValueError(
-                        f"steps[{i}].{label}: {target!r} is not a later step (jumps go forward)"
-                    )
+                    raise _located_error(("steps", i, *at),
+                                         f"{target!r} is not a later step (jumps go forward)")
         return self
 
 
-def _targets(step: Any) -> list[tuple[str, str]]:
+def _located_error(at: tuple[int | str, ...], message: str) -> PydanticCustomError:
+    """A model-level error that still says where it is: `ctx["at"]` is the path to the field."""
+    return PydanticCustomError("sequence_rule", message, {"at": at})
+
+
+def _targets(step: Any) -> list[tuple[tuple[str, ...], str]]:
     if isinstance(step, WaitForStep):
-        return [("on_event", step.on_event), ("on_timeout", step.on_timeout)]
+        return [(("on_event",), step.on_event), (("on_timeout",), step.on_timeout)]
     if isinstance(step, BranchStep):
-        return [("branch.then", step.branch.then), ("branch.else", step.branch.else_)]
+        return [(("branch", "then"), step.branch.then), (("branch", "else"), step.branch.else_)]
     return []
 
 
