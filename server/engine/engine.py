@@ -83,6 +83,11 @@ class Engine:
 
     # ---- the API ------------------------------------------------------------------------------
 
+    def reads(self, event_name: str) -> bool:
+        """Whether an event of this name can change anything but the time zone and timers.
+        A caller may skip building the others (a backtest skips most of a history)."""
+        return event_name in self.rules.plans
+
     def receive(self, state: UserState, event: Event) -> list[Action]:
         plan = self.rules.plans.get(event.name)
         due = self.next_deadline(state)

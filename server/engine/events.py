@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
 
 __all__ = ["ENGINE_EVENTS", "Event", "PropValue"]
 
@@ -18,15 +19,18 @@ ENGINE_EVENTS = frozenset({
 })
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+_NO_PROPS: Mapping[str, PropValue] = MappingProxyType({})
+
+
+class Event(NamedTuple):
     """One thing a user did (or that happened to them), at `at_ms` milliseconds since the epoch.
 
     `tz` is the user's IANA time zone when the source knows it. Events the engine reads for the
     user's mailability: `identify` (prop `verified`: bool), `unsubscribe`, `email_bounce`.
+    A named tuple: immutable, and cheap to make by the million in a backtest.
     """
 
     name: str
     at_ms: int
-    props: Mapping[str, PropValue] = field(default_factory=dict)
+    props: Mapping[str, PropValue] = _NO_PROPS
     tz: str | None = None

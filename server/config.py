@@ -1,0 +1,187 @@
+"""Settings: frozen dataclasses built from a TOML file plus environment overrides.
+
+Every key can be overridden from the environment as PULSEWIRE_<SECTION>__<KEY> (two
+underscores between section and key), e.g. PULSEWIRE_SERVER__GRPC_LISTEN=0.0.0.0:50051 or
+PULSEWIRE_SMTP__PORT=2525. Values are parsed as TOML values when they can be (numbers, booleans,
+arrays), else taken as strings. Sites are a list, so they come from the file, or as a whole from
+PULSEWIRE_SITES as a TOML array of inline tables. The environment is passed in (tests pass a
+dict); nothing here reads os.environ by itself. Secrets never appear in `repr`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from server.errors import PulsewireError
+
+__all__ = [
+    "ConfigError",
+    "DispatchSettings",
+    "IngestSettings",
+    "ServerSettings",
+    "Settings",
+    "SiteSettings",
+    "SmtpSettings",
+    "load_settings",
+]
+
+ENV_PREFIX = "PULSEWIRE_"
+
+
+class ConfigError(PulsewireError):
+    """The configuration cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    grpc_listen: str = "127.0.0.1:50051"
+    http_listen: str = "127.0.0.1:8080"
+    public_url: str = "http://127.0.0.1:8080"  # base of tracking and unsubscribe links
+    data_dir: str = "./data"
+    shards: int = 8
+    operator_token: str = field(default="", repr=False)  # admin calls; empty: admin refused
+    link_secret: str = field(default="", repr=False)  # signs links; empty: one per data dir
+
+
+@dataclass(frozen=True)
+class SequenceSettings:
+    dir: str = "./sequences"
+
+
+@dataclass(frozen=True)
+class TemplateSettings:
+    dir: str = "./templates"
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = "127.0.0.1"
+    port: int = 1025
+    sender: str = "Shop <shop@example.com>"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    starttls: bool = False
+    timeout_s: float = 10.0
+    dkim_selector: str = ""
+    dkim_key_file: str = ""  # PEM private key; DKIM signing is on when both are set
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    max_batch_bytes: int = 256 * 1024
+    max_events_per_batch: int = 1000
+    site_events_per_s: float = 50_000.0  # per-site rate, token bucket
+    site_burst_events: int = 100_000
+    dedup_ttl_s: int = 7 * 86_400
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    max_attempts: int = 8  # then the email is dead-lettered
+    backoff_first_s: float = 1.0
+    backoff_max_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class SiteSettings:
+    key: str
+    secret: str = field(repr=False)
+    origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = ServerSettings()
+    sequences: SequenceSettings = SequenceSettings()
+    templates: TemplateSettings = TemplateSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    ingest: IngestSettings = IngestSettings()
+    dispatch: DispatchSettings = DispatchSettings()
+    sites: tuple[SiteSettings, ...] = ()
+
+    def site(self, key: str) -> SiteSettings | None:
+        return next((s for s in self.sites if s.key == key), None)
+
+
+def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
+    """Settings from `path` (None: defaults only), then overrides from `environ`."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: {err}") from None
+    for name, value in environ.items():
+        if name == f"{ENV_PREFIX}SITES":
+            raw["sites"] = _toml_value(name, value)
+        elif name.startswith(ENV_PREFIX) and "__" in name:
+            section, key = name[len(ENV_PREFIX):].lower().split("__", 1)
+            raw.setdefault(section, {})[key] = _toml_value(name, value)
+    return _build(raw)
+
+
+def _toml_value(name: str, text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        if name == f"{ENV_PREFIX}SITES":
+            raise ConfigError(f"{name}: not a TOML array of tables") from None
+        return text
+
+
+def _build(raw: Mapping[str, Any]) -> Settings:
+    settings = Settings()
+    known = {f.name for f in fields(Settings)}
+    for section, values in raw.items():
+        if section not in known:
+            raise ConfigError(f"unknown section [{section}]")
+        if section == "sites":
+            settings = replace(settings, sites=tuple(_site(i, s) for i, s in enumerate(values)))
+            continue
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"[{section}] must be a table")
+        current = getattr(settings, section)
+        settings = replace(settings, **{section: _section(section, current, values)})
+    if settings.server.shards < 1:
+        raise ConfigError("server.shards must be at least 1")
+    return settings
+
+
+def _section(name: str, current: Any, values: Mapping[str, Any]) -> Any:
+    assert is_dataclass(current) and not isinstance(current, type)
+    types = {f.name: f.type for f in fields(current)}
+    changes = {}
+    for key, value in values.items():
+        if key not in types:
+            raise ConfigError(f"unknown key {name}.{key}")
+        changes[key] = _coerce(f"{name}.{key}", types[key], value)
+    return replace(current, **changes)
+
+
+def _coerce(where: str, kind: Any, value: Any) -> Any:
+    kind = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    if kind == "bool" and isinstance(value, bool):
+        return value
+    if kind == "int" and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if kind == "float" and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if kind == "str":
+        return str(value)
+    raise ConfigError(f"{where}: expected {kind}, got {value!r}")
+
+
+def _site(index: int, raw: Any) -> SiteSettings:
+    if not isinstance(raw, Mapping) or not raw.get("key") or not raw.get("secret"):
+        raise ConfigError(f"sites[{index}]: needs key and secret")
+    unknown = set(raw) - {"key", "secret", "origins"}
+    if unknown:
+        raise ConfigError(f"sites[{index}]: unknown key(s) {sorted(unknown)}")
+    return SiteSettings(str(raw["key"]), str(raw["secret"]),
+                        tuple(str(o) for o in raw.get("origins", ())))
