@@ -29,8 +29,8 @@ class Exited:
 
 @dataclass(frozen=True, slots=True)
 class Send:
-    """Send `template` to the user now. `message_key` is unique per (instance, step) and stable
-    across replays, so a dispatcher can derive a deterministic Message-ID from it."""
+    """Send `template` to the user now. `message_key` is unique per (user, instance, step) and
+    stable across replays, so a dispatcher can derive a deterministic Message-ID from it."""
 
     sequence: str
     key: str

@@ -328,7 +328,7 @@ class Engine:
             return True
         variables = {**inst.entry, **self._segment_vars(state, t), **step.vars}
         p.out.append(Send(seq.id, inst.key, inst.step, step.template, variables, t,
-                          f"{inst.id}/{inst.step}"))
+                          f"{state.user}/{inst.id}/{inst.step}"))
         state.sends.append((t, seq.group))
         cutoff = t - self.rules.longest_cap_ms
         while state.sends and state.sends[0][0] <= cutoff:

@@ -101,3 +101,19 @@ def test_cooldown_is_per_key():
                                 _add("c1", T0 + 24 * HOUR)])
     assert [(a[2], a[3]) for a in actions if a[0] == "enter"] == [
         ("c1", T0), ("c2", T0 + HOUR), ("c1", T0 + 24 * HOUR)]
+
+
+def test_message_keys_differ_between_users_whose_instances_start_together():
+    """The outbox deduplicates on message_key: two users must never share one."""
+    from server.engine import Engine, Event, Send, UserState, compile_rules
+    from server.sequences import SequenceSet
+    from server.sequences.model import Sequence
+
+    seq = Sequence.model_validate({"id": "hello", "entry": {"event": "go"},
+                                   "steps": [{"send": {"template": "hi"}}]})
+    engine = Engine(compile_rules(SequenceSet(sequences=(seq,))), unknown_users_mailable=True)
+    keys = set()
+    for user in ("u:1", "u:2"):
+        actions = engine.receive(UserState(user), Event("go", 1_000))
+        keys.update(a.message_key for a in actions if isinstance(a, Send))
+    assert len(keys) == 2
