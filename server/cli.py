@@ -43,6 +43,42 @@ def _backtest(args: argparse.Namespace) -> int:
     return run_backtest_command(args)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+    import signal
+
+    from server.app import running
+    from server.config import ConfigError, load_settings
+    from server.logs import configure_logging
+
+    configure_logging(args.log_level)
+    try:
+        settings = load_settings(args.config, os.environ)
+    except ConfigError as err:
+        print(f"serve: {err}", file=sys.stderr)
+        return 2
+
+    async def serve() -> None:
+        async with running(settings) as app:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, app.stopped.set)
+            print(f"pulsewire: gRPC on {settings.server.grpc_listen.rsplit(':', 1)[0]}:"
+                  f"{app.grpc_port}", flush=True)
+            await app.stopped.wait()
+
+    try:
+        import uvloop
+
+        uvloop.run(serve())
+    except InvalidSequence as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pulsewire", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -53,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check sequence/segment files or directories")
     validate.add_argument("paths", nargs="+", metavar="PATH")
     validate.set_defaults(run=_validate)
+
+    serve = sub.add_parser("serve", help="run the server")
+    serve.add_argument("--config", type=Path, default=None, help="TOML settings file")
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(run=_serve)
 
     from server.backtest.command import add_backtest_arguments
 

@@ -69,7 +69,8 @@ def load_file(path: Path) -> Sequence | Segment:
 
 
 def load_paths(paths: Iterable[Path]) -> tuple[SequenceSet, dict[str, Path]]:
-    """A whole set from files and directories (their *.yaml, *.yml, *.json, sorted by name).
+    """A whole set from files and directories (their *.yaml, *.yml, *.json, sorted by path,
+    subdirectories included).
 
     Returns the set and the file each sequence or segment id came from. Raises InvalidSequence
     with every problem of every file, and of the set as a whole (duplicate ids, references to
@@ -112,7 +113,7 @@ def _expand(paths: Iterable[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(p for p in path.iterdir()
+            files.extend(sorted(p for p in path.rglob("*")
                                 if p.suffix in SEQUENCE_SUFFIXES and p.is_file()))
         else:
             files.append(path)

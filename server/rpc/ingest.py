@@ -1,0 +1,128 @@
+"""The Ingest service: batches in, acks out once durable. Transport-independent core
+(`Ingestor`) plus the thin gRPC servicer; gRPC-Web and beacons reuse the same core.
+
+A unary Send answers a refused batch with a gRPC status. A Stream answers every batch with an
+Ack, a refused one with a Rejection inside it, so one bad batch never ends the stream; batches
+of a stream are applied concurrently (up to STREAM_WINDOW at a time) and acked as they commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+
+import grpc
+
+from collector.gen.pulsewire.v1 import batch_pb2
+from server.clock import Clock
+from server.config import Settings
+from server.errors import PulsewireError
+from server.rpc.batches import decode_batch
+from server.rpc.gen.pulsewire.v1 import ingest_pb2_grpc
+from server.rpc.rate import TokenBucket
+from server.rpc.status import RateLimited, Unauthenticated, status_of
+from server.storage.router import shard_of
+from server.storage.shard import Shard
+
+__all__ = ["STREAM_WINDOW", "IngestServicer", "Ingestor"]
+
+log = logging.getLogger("pulsewire.ingest")
+STREAM_WINDOW = 64
+
+
+class Ingestor:
+    def __init__(self, settings: Settings, shards: list[Shard], clock: Clock,
+                 on_rejected: Callable[[str], None] = lambda _reason: None,
+                 on_accepted: Callable[[int], None] = lambda _n: None) -> None:
+        self._settings = settings
+        self._shards = shards
+        self._clock = clock
+        self._buckets = {s.key: TokenBucket(settings.ingest.site_events_per_s,
+                                            settings.ingest.site_burst_events)
+                         for s in settings.sites}
+        self._on_rejected = on_rejected
+        self._on_accepted = on_accepted
+
+    async def accept(self, batch: batch_pb2.Batch) -> batch_pb2.Ack:
+        try:
+            return await self._accept(batch)
+        except PulsewireError as err:
+            self._on_rejected(type(err).__name__)
+            raise
+
+    async def _accept(self, batch: batch_pb2.Batch) -> batch_pb2.Ack:
+        site = self._settings.site(batch.site_key)
+        if site is None:
+            raise Unauthenticated("unknown site key")
+        limits = self._settings.ingest
+        size = batch.ByteSize()
+        if size > limits.max_batch_bytes:
+            raise RateLimited(f"batch is {size} bytes, at most {limits.max_batch_bytes}")
+        now = self._clock.now_ms()
+        decoded = decode_batch(batch, site, limits, now)
+        if not self._buckets[site.key].take(len(decoded.events), now):
+            raise RateLimited(f"site {site.key!r} is over {limits.site_events_per_s:g} events/s")
+        shard = self._shards[shard_of(decoded.user_key, len(self._shards))]
+        result = await shard.ingest(decoded.user_key, decoded.events, device=decoded.device,
+                                    seq=decoded.seq, identity=decoded.identity)
+        if not result.duplicate:
+            self._on_accepted(result.accepted)
+        return batch_pb2.Ack(seq=batch.seq, accepted=0 if result.duplicate else result.accepted,
+                             duplicate=result.duplicate)
+
+
+class IngestServicer(ingest_pb2_grpc.IngestServicer):
+    def __init__(self, ingestor: Ingestor) -> None:
+        self._ingestor = ingestor
+
+    async def Send(self, request: batch_pb2.Batch,
+                   context: grpc.aio.ServicerContext[batch_pb2.Batch, batch_pb2.Ack],
+                   ) -> batch_pb2.Ack:
+        try:
+            return await self._ingestor.accept(request)
+        except PulsewireError as err:
+            await context.abort(status_of(err), str(err))
+        except Exception:
+            log.exception("ingest failed")
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; retry the batch")
+        raise AssertionError("unreachable")
+
+    async def Stream(self, request_iterator: AsyncIterator[batch_pb2.Batch],
+                     context: grpc.aio.ServicerContext[batch_pb2.Batch, batch_pb2.Ack],
+                     ) -> AsyncIterator[batch_pb2.Ack]:
+        acks: asyncio.Queue[batch_pb2.Ack | None] = asyncio.Queue()
+        window = asyncio.Semaphore(STREAM_WINDOW)
+        pending: set[asyncio.Task[None]] = set()
+
+        async def one(batch: batch_pb2.Batch) -> None:
+            try:
+                ack = await self._ingestor.accept(batch)
+            except Exception as err:
+                if not isinstance(err, PulsewireError):
+                    log.exception("ingest failed")
+                code = status_of(err)
+                message = str(err) if isinstance(err, PulsewireError) else "internal error"
+                ack = batch_pb2.Ack(seq=batch.seq, rejection=batch_pb2.Rejection(
+                    code=code.value[0], message=message))
+            finally:
+                window.release()
+            await acks.put(ack)
+
+        async def read() -> None:
+            try:
+                async for batch in request_iterator:
+                    await window.acquire()
+                    task = asyncio.create_task(one(batch))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                await asyncio.gather(*pending)
+            finally:
+                await acks.put(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (ack := await acks.get()) is not None:
+                yield ack
+        finally:
+            reader.cancel()
