@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -24,9 +26,13 @@ from server.clock import Clock, SystemClock
 from server.config import Settings
 from server.engine import Engine, compile_rules
 from server.rpc.gen.pulsewire.v1 import ingest_pb2_grpc
+from server.mail.tokens import LinkSigner
+from server.metrics import Metrics
 from server.rpc.ingest import Ingestor, IngestServicer
 from server.sequences import SequenceSet, load_paths
 from server.storage.shard import Shard
+from server.web.serving import serve_http
+from server.web.tracking import Tracking, build_web_app
 
 __all__ = ["App", "running"]
 
@@ -47,6 +53,8 @@ class App:
     grpc_port: int = 0
     http_port: int = 0
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    metrics: Metrics = field(default_factory=Metrics)
+    signer: LinkSigner | None = None
 
     def current_engine(self) -> Engine:
         return self.engine
@@ -55,6 +63,20 @@ class App:
         """Put a whole new, valid set in force (the caller validated it)."""
         self.sequence_set = sequence_set
         self.engine = Engine(compile_rules(sequence_set))
+
+
+def link_secret(configured: str, data_dir: Path) -> bytes:
+    """The configured secret, else one made once and kept in the data directory (mode 0600),
+    so links in emails already sent keep working across restarts."""
+    if configured:
+        return configured.encode()
+    path = data_dir / "link-secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
 
 
 def load_sequences(settings: Settings) -> SequenceSet:
@@ -75,10 +97,19 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
             await shard.open()
             stack.push_async_callback(shard.close)
             app.shards.append(shard)
-        ingestor = Ingestor(settings, app.shards, clock)
+        metrics = app.metrics
+        metrics.watch_queues(lambda: [(s.index, s.queue_depth) for s in app.shards])
+        ingestor = Ingestor(settings, app.shards, clock,
+                            on_rejected=lambda reason: metrics.batches_rejected.labels(
+                                reason).inc(),
+                            on_accepted=metrics.events_in.inc)
         app.grpc_port = await _start_grpc(stack, settings, ingestor)
-        log.info("pulsewire: gRPC on port %d, %d shards in %s", app.grpc_port,
-                 len(app.shards), data_dir)
+        app.signer = LinkSigner(link_secret(settings.server.link_secret, data_dir))
+        tracking = Tracking(app.signer, app.shards, clock, metrics)
+        app.http_port = await stack.enter_async_context(
+            serve_http(build_web_app(tracking), settings.server.http_listen))
+        log.info("pulsewire: gRPC on port %d, HTTP on port %d, %d shards in %s",
+                 app.grpc_port, app.http_port, len(app.shards), data_dir)
         yield app
 
 

@@ -60,7 +60,8 @@ class _TextParser(HTMLParser):
         elif tag == "a" and self._links:
             href, start = self._links.pop()
             label = _SPACES.sub(" ", "".join(self._out[start:])).strip()
-            if href.startswith(("http://", "https://", "mailto:")) and href.removeprefix("mailto:") != label:
+            shown = href.removeprefix("mailto:")
+            if href.startswith(("http://", "https://", "mailto:")) and shown != label:
                 del self._out[start:]
                 self._out.append(f"{label} ({href})" if label else href)
 

@@ -12,7 +12,8 @@ from decimal import Decimal, InvalidOperation
 __all__ = ["format_price", "minor_digits", "parse_price"]
 
 _ZERO_DECIMAL = frozenset(
-    ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"]
+    ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG",
+     "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"]
 )
 _THREE_DECIMAL = frozenset(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"])
 _SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹"}

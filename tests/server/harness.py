@@ -83,8 +83,11 @@ class BatchBuilder:
             self.seq += 1
             seq = self.seq
         strings: list[str] = [""]
-        index: Callable[[str], int] = lambda s: strings.index(s) if s in strings else (
-            strings.append(s) or len(strings) - 1)  # type: ignore[func-returns-value]
+
+        def index(text: str) -> int:
+            if text not in strings:
+                strings.append(text)
+            return strings.index(text)
         out = batch_pb2.Batch(site_key=self.site_key, device_id=self.device, seq=seq,
                               base_time_ms=base_ms)
         if email or user_id:

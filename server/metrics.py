@@ -1,0 +1,49 @@
+"""Prometheus metrics of one server, in its own registry (tests run several servers at once)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = ["Metrics"]
+
+_MS_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+
+class _QueueDepth(Collector):
+    def __init__(self, depths: Callable[[], Iterable[tuple[int, int]]]) -> None:
+        self._depths = depths
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily("pulsewire_shard_queue_depth", "Work waiting per shard",
+                                   labels=["shard"])
+        for shard, depth in self._depths():
+            family.add_metric([str(shard)], depth)
+        yield family
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.events_in = Counter("pulsewire_events_in", "Events applied", registry=r)
+        self.batches_rejected = Counter("pulsewire_batches_rejected", "Batches refused",
+                                        ["reason"], registry=r)
+        self.commit_ms = Histogram("pulsewire_commit_ms", "Shard group commit latency (ms)",
+                                   buckets=_MS_BUCKETS, registry=r)
+        self.timer_lateness_ms = Histogram("pulsewire_timer_lateness_ms",
+                                           "How late timers fired (ms)", buckets=_MS_BUCKETS,
+                                           registry=r)
+        self.emails_sent = Counter("pulsewire_emails_sent", "Emails accepted by SMTP",
+                                   registry=r)
+        self.emails_failed = Counter("pulsewire_emails_failed", "Email attempts that failed",
+                                     ["kind"], registry=r)
+
+    def watch_queues(self, depths: Callable[[], Iterable[tuple[int, int]]]) -> None:
+        self.registry.register(_QueueDepth(depths))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
