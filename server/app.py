@@ -24,10 +24,15 @@ from grpc_reflection.v1alpha import reflection
 from collector.gen.pulsewire.v1 import admin_pb2, ingest_pb2
 from server.clock import Clock, SystemClock
 from server.config import Settings
+from server.dispatch import Dispatcher
 from server.engine import Engine, compile_rules
-from server.rpc.gen.pulsewire.v1 import ingest_pb2_grpc
+from server.mail.catalog import Catalog
+from server.mail.message import DkimSigner
+from server.mail.render import Templates
 from server.mail.tokens import LinkSigner
 from server.metrics import Metrics
+from server.rpc.admin import AdminActions, AdminServicer
+from server.rpc.gen.pulsewire.v1 import admin_pb2_grpc, ingest_pb2_grpc
 from server.rpc.ingest import Ingestor, IngestServicer
 from server.sequences import SequenceSet, load_paths
 from server.storage.shard import Shard
@@ -55,6 +60,26 @@ class App:
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     metrics: Metrics = field(default_factory=Metrics)
     signer: LinkSigner | None = None
+    templates: Templates | None = None
+    dispatcher: Dispatcher | None = None
+
+    def reload(self) -> list[str]:
+        """Load sequences and templates again; a set with any fault is refused whole
+        (InvalidSequence / InvalidTemplates) and what runs stays in force."""
+        sequence_set = load_sequences(self.settings)
+        templates = load_templates(self.settings, Path(self.settings.server.data_dir))
+        self.swap_sequences(sequence_set)
+        self.templates = templates
+        log.info("reloaded %d sequences", len(sequence_set.sequences))
+        return sorted(s.id for s in sequence_set.sequences)
+
+    def current_templates(self) -> Templates:
+        assert self.templates is not None, "templates are loaded before the dispatcher starts"
+        return self.templates
+
+    def outbox_written(self, _shard: int) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.poke()
 
     def current_engine(self) -> Engine:
         return self.engine
@@ -79,6 +104,19 @@ def link_secret(configured: str, data_dir: Path) -> bytes:
     return path.read_text().strip().encode()
 
 
+def load_templates(settings: Settings, data_dir: Path) -> Templates:
+    templates = Templates(Path(settings.templates.dir), Catalog.open(data_dir / "catalog.sqlite"))
+    templates.load()
+    return templates
+
+
+def dkim_signer(settings: Settings) -> DkimSigner | None:
+    smtp = settings.smtp
+    if smtp.dkim_selector and smtp.dkim_key_file:
+        return DkimSigner.from_files(smtp.dkim_selector, smtp.dkim_key_file, smtp.sender)
+    return None
+
+
 def load_sequences(settings: Settings) -> SequenceSet:
     sequence_set, _ = load_paths([Path(settings.sequences.dir)])
     return sequence_set
@@ -93,7 +131,8 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
         data_dir = Path(settings.server.data_dir)
         for index in range(settings.server.shards):
             shard = Shard(index, data_dir / f"shard-{index:03d}.sqlite", app.current_engine,
-                          clock, dedup_ttl_ms=settings.ingest.dedup_ttl_s * 1000)
+                          clock, dedup_ttl_ms=settings.ingest.dedup_ttl_s * 1000,
+                          on_outbox=app.outbox_written)
             await shard.open()
             stack.push_async_callback(shard.close)
             app.shards.append(shard)
@@ -103,8 +142,16 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
                             on_rejected=lambda reason: metrics.batches_rejected.labels(
                                 reason).inc(),
                             on_accepted=metrics.events_in.inc)
-        app.grpc_port = await _start_grpc(stack, settings, ingestor)
+        admin = AdminActions(app.shards, app.reload, clock.now_ms)
+        app.grpc_port = await _start_grpc(stack, settings, ingestor, admin)
         app.signer = LinkSigner(link_secret(settings.server.link_secret, data_dir))
+        app.templates = load_templates(settings, data_dir)
+        dispatcher = Dispatcher(settings, app.shards, app.current_templates, app.signer, clock,
+                                metrics, dkim_signer(settings))
+        await dispatcher.start()
+        stack.push_async_callback(dispatcher.stop)
+        app.dispatcher = dispatcher
+        dispatcher.poke()  # rows left queued by a previous run
         tracking = Tracking(app.signer, app.shards, clock, metrics)
         app.http_port = await stack.enter_async_context(
             serve_http(build_web_app(tracking), settings.server.http_listen))
@@ -113,13 +160,16 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
         yield app
 
 
-async def _start_grpc(stack: AsyncExitStack, settings: Settings, ingestor: Ingestor) -> int:
+async def _start_grpc(stack: AsyncExitStack, settings: Settings, ingestor: Ingestor,
+                      admin: AdminActions) -> int:
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", GRPC_MESSAGE_LIMIT),
         ("grpc.so_reuseport", 0),
     ])
     ingest_pb2_grpc.add_IngestServicer_to_server(  # type: ignore[no-untyped-call]
         IngestServicer(ingestor), server)
+    admin_pb2_grpc.add_AdminServicer_to_server(  # type: ignore[no-untyped-call]
+        AdminServicer(admin, settings.server.operator_token), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (

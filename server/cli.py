@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(run=_serve)
 
+    from server.admin_command import add_admin_arguments, run_admin_command
+
+    admin = sub.add_parser("admin", help="operator calls against a running server")
+    add_admin_arguments(admin)
+    admin.set_defaults(run=run_admin_command)
+
     from server.backtest.command import add_backtest_arguments
 
     backtest = sub.add_parser("backtest", help="replay an event history through the sequences")

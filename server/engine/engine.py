@@ -224,6 +224,8 @@ class Engine:
             state.block = "unsubscribed"
         elif ev.name == "email_bounce":
             state.block = "bounced"
+        elif ev.name == "resubscribe" and state.block in ("unsubscribed", "bounced"):
+            state.block = None  # an operator lifted it; the next identify says if verified
 
     def _matches_key(self, seq: SequenceRules, match_key: bool, inst: Instance,
                      props: Mapping[str, Any]) -> bool:

@@ -26,7 +26,8 @@ class Event(NamedTuple):
     """One thing a user did (or that happened to them), at `at_ms` milliseconds since the epoch.
 
     `tz` is the user's IANA time zone when the source knows it. Events the engine reads for the
-    user's mailability: `identify` (prop `verified`: bool), `unsubscribe`, `email_bounce`.
+    user's mailability: `identify` (prop `verified`: bool), `unsubscribe`, `email_bounce`,
+    `resubscribe` (an operator lifted a suppression).
     A named tuple: immutable, and cheap to make by the million in a backtest.
     """
 

@@ -282,7 +282,7 @@ def compile_rules(sequence_set: SequenceSet) -> Rules:
         if seq.inactivity:
             add(seq.inactivity[2], "arms", seq)
             add(seq.inactivity[0], "cancels", seq)
-    for event in ("identify", "unsubscribe", "email_bounce"):  # mailability
+    for event in ("identify", "unsubscribe", "email_bounce", "resubscribe"):  # mailability
         parts.setdefault(event, {})
     plans = {
         event: EventPlan(

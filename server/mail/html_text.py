@@ -2,7 +2,8 @@
 
 A small `html.parser` walk: block elements (p, div, headings, rows, list items) end lines,
 `<br>` breaks one, paragraphs and headings are separated by a blank line, list items get
-"- ", and a link reads "text (url)" (just the url when the text is the url or empty).
+"- ", and a link reads "text (url)" (just the text when it is the url; an image-only link,
+having no text, is left out).
 Entities are decoded by the parser; head, style and script contents are dropped; runs of
 spaces collapse as a browser would collapse them.
 """
@@ -63,12 +64,13 @@ class _TextParser(HTMLParser):
             shown = href.removeprefix("mailto:")
             if href.startswith(("http://", "https://", "mailto:")) and shown != label:
                 del self._out[start:]
-                self._out.append(f"{label} ({href})" if label else href)
+                if label:  # an image-only link says nothing in text
+                    self._out.append(f"{label} ({href})")
 
     def handle_data(self, data: str) -> None:
         if not self._skip:
             self._out.append(_SPACES.sub(" ", data))
 
     def text(self) -> str:
-        lines = [line.strip() for line in "".join(self._out).split("\n")]
+        lines = [" ".join(line.split()) for line in "".join(self._out).split("\n")]
         return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"

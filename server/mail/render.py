@@ -103,6 +103,8 @@ class Templates:
             auto_reload=False,
         )
         self._env.globals = {k: self._env.globals[k] for k in _GLOBALS_KEPT}
+        # Globals, not context: macros imported from partials see globals only.
+        self._env.globals.update(product=self._product, format_price=format_price)
         self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False, keep_at_rules=True,
                                               keep_link_tags=False)
         self._names: dict[str, bool] | None = None  # name -> has its own NAME.txt
@@ -133,7 +135,7 @@ class Templates:
         if has_text is None:
             raise RenderError(f"no template {name!r} in {self._dir}")
         values = {**context, "product": self._product, "format_price": format_price,
-                  "unsubscribe_url": links.unsubscribe()}
+                  "unsubscribe_url": links.unsubscribe()}  # these win over vars of their names
         subject = " ".join(self._render_file(name + _SUBJECT, values).split())
         if not subject:
             raise RenderError(f"{self._dir / (name + _SUBJECT)}: the subject renders empty")

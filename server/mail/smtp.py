@@ -52,9 +52,11 @@ class Delivery:
 
 
 class _ConnectionDead(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+    """The connection failed under a send; `delivery` is what to report if it stays dead."""
+
+    def __init__(self, delivery: Delivery) -> None:
+        super().__init__(delivery.message)
+        self.delivery = delivery
 
 
 class SmtpSender:
@@ -84,12 +86,12 @@ class SmtpSender:
             except _ConnectionDead as dead:
                 await self._discard()
                 if not reused:
-                    return _transient(0, dead.reason, "connect")
+                    return dead.delivery
             try:
                 return await self._attempt(sender_address, recipient, message)
             except _ConnectionDead as dead:
                 await self._discard()
-                return _transient(0, dead.reason, "connect")
+                return dead.delivery
 
     async def close(self) -> None:
         """Says QUIT and closes the connection, if one is open."""
@@ -113,25 +115,23 @@ class SmtpSender:
             errors, reply = await client.sendmail(sender_address, [recipient], message)
         except aiosmtplib.SMTPRecipientsRefused as err:
             refused = err.recipients[0]
-            return _reply(refused.code, refused.message, "rcpt")
+            return _answer(refused.code, refused.message, "rcpt")
         except aiosmtplib.SMTPSenderRefused as err:
-            return _reply(err.code, err.message, "mail")
+            return _answer(err.code, err.message, "mail")
         except aiosmtplib.SMTPDataError as err:
-            return _reply(err.code, err.message, "data")
+            return _answer(err.code, err.message, "data")
+        except aiosmtplib.SMTPResponseException as err:
+            return _answer(err.code, err.message, "mail")
+        except ValueError as err:  # an address aiosmtplib cannot put on the wire
+            return Delivery(DeliveryStatus.PERMANENT, 0, str(err), "mail")
         except aiosmtplib.SMTPTimeoutError as err:
             await self._discard()  # the conversation's state is unknown: start afresh next time
             return _transient(0, f"timed out: {err}", "data")
-        except aiosmtplib.SMTPServerDisconnected as err:
-            raise _ConnectionDead(f"connection lost: {err}") from None
-        except aiosmtplib.SMTPResponseException as err:
-            if err.code == 421:  # the server is closing this connection
-                raise _ConnectionDead(f"{err.code} {err.message}") from None
-            return _reply(err.code, err.message, "mail")
-        except OSError as err:
-            raise _ConnectionDead(f"connection error: {err}") from None
+        except (aiosmtplib.SMTPServerDisconnected, OSError) as err:
+            raise _ConnectionDead(_transient(0, f"connection lost: {err}", "mail")) from None
         if recipient in errors:  # not reached for one recipient, but keep the contract
             code, text = errors[recipient]
-            return _reply(code, text, "rcpt")
+            return _answer(code, text, "rcpt")
         return Delivery(DeliveryStatus.DELIVERED, 250, reply, "data")
 
     async def _connect(self) -> aiosmtplib.SMTP | Delivery:
@@ -158,7 +158,10 @@ class SmtpSender:
             client.close()
 
 
-def _reply(code: int, text: str, stage: str) -> Delivery:
+def _answer(code: int, text: str, stage: str) -> Delivery:
+    """The Delivery a reply means; 421 (the server is closing the connection) means retry."""
+    if code == 421:
+        raise _ConnectionDead(_transient(code, text, stage))
     if 500 <= code < 600:
         return Delivery(DeliveryStatus.PERMANENT, code, text, stage)
     return _transient(code, text, stage)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from server.errors import InvalidBatch, InvalidSequence, PulsewireError, ShardClosed
+from server.mail.render import InvalidTemplates
 
 __all__ = ["RateLimited", "Unauthenticated", "status_of"]
 
@@ -22,6 +23,7 @@ _TABLE: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (RateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (InvalidBatch, grpc.StatusCode.INVALID_ARGUMENT),
     (InvalidSequence, grpc.StatusCode.FAILED_PRECONDITION),
+    (InvalidTemplates, grpc.StatusCode.FAILED_PRECONDITION),
     (ShardClosed, grpc.StatusCode.UNAVAILABLE),
 )
 

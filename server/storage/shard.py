@@ -212,8 +212,12 @@ class Shard:
         rows = await self.read("SELECT min(due_ms) FROM outbox WHERE status = 'queued'")
         return rows[0][0] if rows else None
 
-    def forget_cached(self, user_key: str) -> None:
-        self._users.pop(user_key, None)
+    async def erase(self, user_keys: list[str], emails: list[str]) -> int:
+        """Remove every row of these users and addresses; returns how many rows went."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        await self._put(_Item("erase", future, events=[], apply=None,
+                              user_key="\x1f".join(user_keys), device="\x1f".join(emails)))
+        return await future
 
     async def _put(self, item: _Item) -> None:
         if self._closing or self._db is None:
@@ -252,6 +256,9 @@ class Shard:
             for i, item in enumerate(items):
                 if item.apply is not None:
                     results[i] = await item.apply(db)
+                elif item.kind == "erase":
+                    results[i] = await _erase_rows(db, item.user_key.split("\x1f"),
+                                                   item.device.split("\x1f"))
             await db.execute("COMMIT")
         except Exception as err:
             log.exception("shard %d: group of %d failed", self.index, len(items))
@@ -273,6 +280,12 @@ class Shard:
                     changes: _Changes) -> Any:
         if item.kind == "timers":
             return self._fire_timers(now, changes)
+        if item.kind == "erase":
+            for erased in filter(None, item.user_key.split("\x1f")):
+                self._users.pop(erased, None)
+                self._set_due(erased, None)
+                changes.users.discard(erased)
+            return None
         if item.kind != "ingest":
             return None
         if item.device:
@@ -475,6 +488,26 @@ class Shard:
                 return
             except Exception:  # logged by the writer; try again on the next wake
                 await asyncio.sleep(0.1)
+
+
+async def _erase_rows(db: aiosqlite.Connection, keys: list[str], emails: list[str]) -> int:
+    keys, emails = [k for k in keys if k], [e.lower() for e in emails if e]
+    devices = [k[2:] for k in keys if k.startswith("d:")]
+    removed = 0
+    for key in keys:
+        async with db.execute("SELECT alias FROM aliases WHERE key = ?", (key,)) as cursor:
+            devices += [alias[2:] for (alias,) in await cursor.fetchall()]
+    statements = [(f"DELETE FROM {table} WHERE {column} = ?", values) for table, column, values in (
+        ("users", "key", keys), ("aliases", "key", keys), ("outbox", "user_key", keys),
+        ("send_log", "user_key", keys), ("users", "lower(email)", emails),
+        ("outbox", "lower(email)", emails), ("suppression", "email", emails),
+        ("dedup", "device", devices),
+    )]
+    for statement, values in statements:
+        for value in values:
+            cursor = await db.execute(statement, (value,))
+            removed += max(cursor.rowcount, 0)
+    return removed
 
 
 def _note_identity(user: _User, identity: Identity) -> None:

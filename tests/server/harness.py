@@ -43,8 +43,25 @@ def write_sequences(directory: Path, *documents: str) -> Path:
     return directory
 
 
+TEMPLATES = {
+    "cart-reminder.subject.txt": "Still thinking about it, {{ user.email }}?",
+    "cart-reminder.html": """<html><head><style>p { color: #333; }</style></head><body>
+<p>You left {{ sku }} in your cart. Use <b>{{ discount_code }}</b>.</p>
+<p><a href="https://shop.example.com/cart/{{ cart_id }}">Back to your cart</a></p>
+<p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p></body></html>""",
+}
+
+
+def write_templates(directory: Path, files: dict[str, str] = TEMPLATES) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (directory / name).write_text(text)
+    return directory
+
+
 def settings_for(tmp: Path, sequences: Path, **env: str) -> Settings:
     environ = {
+        "PULSEWIRE_TEMPLATES__DIR": str(write_templates(tmp / "templates")),
         "PULSEWIRE_SERVER__GRPC_LISTEN": "127.0.0.1:0",
         "PULSEWIRE_SERVER__HTTP_LISTEN": "127.0.0.1:0",
         "PULSEWIRE_SERVER__DATA_DIR": str(tmp / "data"),

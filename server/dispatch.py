@@ -1,0 +1,191 @@
+"""The dispatcher: outbox rows -> rendered MIME -> SMTP -> marked sent, retried, or dead.
+
+A shard writes an outbox row in the same transaction as the decision to send (transactional
+outbox), then pokes the dispatcher. Workers take due rows, check the address is not
+suppressed, render the template in the sandbox, build the message (deterministic Message-ID
+from the row's message key, List-Unsubscribe headers, DKIM when configured) and send it on a
+kept-open SMTP connection. The result goes back through the shard's writer:
+  delivered -> status sent;
+  transient (4xx, connection refused, timeout) -> attempts + 1 and the next try after an
+    exponential backoff, until max_attempts, then dead;
+  permanent (5xx to this recipient: a hard bounce) -> dead, and an email_bounce event for the
+    user, so the engine stops mailing them;
+  unrenderable (a missing template, a template error) -> dead at once, with the error.
+The one window where a crash can duplicate an email is after SMTP accepted the message and
+before the row is marked sent: on restart it is sent again with the same Message-ID, which
+receiving systems use to drop duplicates. Nothing is ever lost: a row stays queued until marked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from email.utils import parseaddr
+from typing import Any
+
+import aiosqlite
+
+from server.clock import Clock
+from server.config import Settings
+from server.engine import Event
+from server.errors import PulsewireError
+from server.mail.links import LinkBuilder
+from server.mail.message import DkimSigner, build_message
+from server.mail.render import Templates, send_context
+from server.mail.smtp import DeliveryStatus, SmtpSender
+from server.mail.tokens import LinkSigner
+from server.metrics import Metrics
+from server.storage.shard import OutboxRow, Shard
+
+__all__ = ["Dispatcher"]
+
+log = logging.getLogger("pulsewire.dispatch")
+WORKERS = 4
+BATCH = 64
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, shards: list[Shard], templates: Callable[[], Templates],
+                 signer: LinkSigner, clock: Clock, metrics: Metrics,
+                 dkim: DkimSigner | None = None) -> None:
+        self._settings = settings
+        self._shards = shards
+        self._templates = templates
+        self._signer = signer
+        self._clock = clock
+        self._metrics = metrics
+        self._dkim = dkim
+        smtp = settings.smtp
+        self._senders = [SmtpSender(smtp.host, smtp.port, username=smtp.username,
+                                    password=smtp.password, starttls=smtp.starttls,
+                                    timeout_s=smtp.timeout_s) for _ in range(WORKERS)]
+        self._envelope_from = parseaddr(smtp.sender)[1]
+        self._wake = asyncio.Event()
+        self._queue: asyncio.Queue[OutboxRow] = asyncio.Queue()
+        self._in_flight: set[tuple[int, int]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def poke(self, _shard: int = -1) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._scan(), name="dispatch-scan")]
+        self._tasks += [asyncio.create_task(self._work(sender), name=f"dispatch-{i}")
+                        for i, sender in enumerate(self._senders)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for sender in self._senders:
+            await sender.close()
+
+    # ---- finding due rows -------------------------------------------------------------------
+
+    async def _scan(self) -> None:
+        while True:
+            self._wake.clear()
+            now = self._clock.now_ms()
+            found = 0
+            for shard in self._shards:
+                for row in await shard.due_outbox(now, BATCH):
+                    if (row.shard, row.id) not in self._in_flight:
+                        self._in_flight.add((row.shard, row.id))
+                        self._queue.put_nowait(row)
+                        found += 1
+            if found:
+                await self._queue.join()
+                continue
+            await self._sleep_until_next(now)
+
+    async def _sleep_until_next(self, now: int) -> None:
+        dues = [d for s in self._shards if (d := await s.next_outbox_due()) is not None]
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
+        if dues:
+            waits.append(asyncio.ensure_future(self._clock.sleep_until(max(min(dues), now + 1))))
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
+
+    # ---- sending ------------------------------------------------------------------------------
+
+    async def _work(self, sender: SmtpSender) -> None:
+        while True:
+            row = await self._queue.get()
+            try:
+                await self._deliver(sender, row)
+            except Exception:
+                log.exception("dispatch of outbox row %d failed", row.id)
+            finally:
+                self._in_flight.discard((row.shard, row.id))
+                self._queue.task_done()
+
+    async def _deliver(self, sender: SmtpSender, row: OutboxRow) -> None:
+        shard = self._shards[row.shard]
+        if await shard.read("SELECT 1 FROM suppression WHERE email = ?", (row.email.lower(),)):
+            await self._finish(shard, row, "suppressed", "address is suppressed")
+            return
+        try:
+            message = await self._message(shard, row)
+        except PulsewireError as err:
+            log.error("outbox row %d cannot be rendered: %s", row.id, err)
+            await self._finish(shard, row, "dead", f"render: {err}")
+            return
+        delivery = await sender.send(self._envelope_from, row.email, message)
+        if delivery.status is DeliveryStatus.DELIVERED:
+            self._metrics.emails_sent.inc()
+            await self._finish(shard, row, "sent", None)
+        elif delivery.status is DeliveryStatus.PERMANENT:
+            self._metrics.emails_failed.labels("permanent").inc()
+            await self._finish(shard, row, "dead", f"{delivery.code} {delivery.message}")
+            await shard.ingest(row.user_key, [Event("email_bounce", self._clock.now_ms(),
+                                                    {"message": row.message_key})])
+        else:
+            self._metrics.emails_failed.labels("transient").inc()
+            await self._retry(shard, row, f"{delivery.code} {delivery.message}")
+
+    async def _message(self, shard: Shard, row: OutboxRow) -> bytes:
+        profile = await shard.read("SELECT user_id, traits FROM users WHERE key = ?",
+                                   (row.user_key,))
+        user_id, traits = profile[0] if profile else (None, None)
+        links = LinkBuilder(self._settings.server.public_url, self._signer, row.user_key,
+                            row.message_key, row.email)
+        context = send_context(row.vars, email=row.email, user_id=user_id or "",
+                               traits=json.loads(traits) if traits else {})
+        rendered = self._templates().render(row.template, context, links)
+        return build_message(rendered, sender=self._settings.smtp.sender, to=row.email,
+                             message_key=row.message_key, unsubscribe_url=links.unsubscribe(),
+                             now_ms=self._clock.now_ms(), dkim=self._dkim)
+
+    async def _retry(self, shard: Shard, row: OutboxRow, error: str) -> None:
+        policy = self._settings.dispatch
+        attempts = row.attempts + 1
+        if attempts >= policy.max_attempts:
+            await self._finish(shard, row, "dead", error)
+            return
+        backoff_s = min(policy.backoff_max_s, policy.backoff_first_s * 2 ** (attempts - 1))
+        due = self._clock.now_ms() + int(backoff_s * 1000)
+
+        async def mark(db: aiosqlite.Connection) -> None:
+            await db.execute("UPDATE outbox SET attempts = ?, due_ms = ?, last_error = ?"
+                             " WHERE id = ? AND status = 'queued'", (attempts, due, error, row.id))
+
+        await shard.write(mark)
+
+    async def _finish(self, shard: Shard, row: OutboxRow, status: str, error: str | None) -> None:
+        now = self._clock.now_ms()
+
+        async def mark(db: aiosqlite.Connection) -> None:
+            await db.execute("UPDATE outbox SET status = ?, attempts = attempts + 1,"
+                             " last_error = ?, sent_ms = ? WHERE id = ? AND status = 'queued'",
+                             (status, error, now if status == "sent" else None, row.id))
+            if status != "sent":
+                await db.execute(
+                    "INSERT INTO stats VALUES (?, ?, ?, 1) ON CONFLICT(sequence, step, counter)"
+                    " DO UPDATE SET n = n + 1", (row.sequence, row.step, status))
+
+        await shard.write(mark)

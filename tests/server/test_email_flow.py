@@ -1,0 +1,134 @@
+"""The whole path to a real inbox: signed identify + cart_add over gRPC, the wait_for timing out
+on the server's clock, the outbox, rendering, SMTP into a real aiosmtpd server, and the links
+in the email working against the server's HTTP listener."""
+
+import asyncio
+import email
+import re
+import urllib.request
+from email import policy
+from pathlib import Path
+
+from harness import (
+    CART_RECOVERY,
+    BatchBuilder,
+    eventually,
+    ingest_client,
+    server,
+    settings_for,
+    write_sequences,
+)
+
+from server.clock import ManualClock
+from server.mail.mailcatcher import MailCatcher
+
+T0 = 1_800_000_000_000
+MINUTE = 60_000
+
+
+def _settings(tmp_path: Path, smtp_port: int):
+    return settings_for(tmp_path, write_sequences(tmp_path / "seq", CART_RECOVERY),
+                        PULSEWIRE_SMTP__PORT=str(smtp_port),
+                        PULSEWIRE_SMTP__SENDER="Shop <shop@example.com>")
+
+
+async def _stat(app, counter: str) -> int:
+    total = 0
+    for shard in app.shards:
+        total += (await shard.read("SELECT coalesce(sum(n), 0) FROM stats WHERE counter = ?",
+                                   (counter,)))[0][0]
+    return total
+
+
+def _fetch(url: str, data: bytes | None = None) -> tuple[int, str, bytes]:
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(urllib.request.Request(url, data=data), timeout=5) as response:
+            return response.status, response.headers.get("Location", ""), response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers.get("Location", ""), err.read()
+
+
+def test_an_abandoned_cart_gets_its_reminder_with_working_links(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        clock = ManualClock(T0)
+        async with MailCatcher(tmp_path / "mail", smtp_port=0, http_port=0) as catcher:
+            settings = _settings(tmp_path, catcher.smtp_port)
+            async with server(settings, clock) as app, ingest_client(app) as client:
+                builder = BatchBuilder()
+                await client.Send(builder.batch(T0, [
+                    (T0, "cart_add", {"sku": "premium-laptop", "cart_id": "cart-9", "qty": 1})],
+                    email="ann@example.com"))
+                clock.advance(59 * MINUTE)
+                await asyncio.sleep(0.2)
+                assert catcher.messages == []
+                clock.advance(1 * MINUTE)
+                await catcher.wait_for(1, timeout_s=10)
+                raw = catcher.messages[0].raw if hasattr(catcher.messages[0], "raw") else None
+                message = email.message_from_bytes(raw, policy=policy.default) if raw else None
+                assert message is not None
+                assert message["To"] == "ann@example.com"
+                assert message["Subject"] == "Still thinking about it, ann@example.com?"
+                assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+                html = message.get_body(("html",)).get_content()
+                assert "SAVE15" in html and "premium-laptop" in html
+                base = f"http://127.0.0.1:{app.http_port}"
+                settings_url = settings.server.public_url
+                links = [u.replace(settings_url, base) for u in
+                         re.findall(r'href="([^"]+/c/[^"]+)"', html)]
+                assert links, html
+                status, location, _ = await asyncio.to_thread(_fetch, links[0])
+                assert (status, location) == (302, "https://shop.example.com/cart/cart-9")
+                forged = links[0][:-3] + ("AAA" if not links[0].endswith("AAA") else "BBB")
+                assert (await asyncio.to_thread(_fetch, forged))[0] == 404
+                await eventually(lambda: _stat(app, "clicked"))
+                unsubscribe = message["List-Unsubscribe"].strip("<>").replace(settings_url, base)
+                status, _, _ = await asyncio.to_thread(
+                    _fetch, unsubscribe, b"List-Unsubscribe=One-Click")
+                assert status == 200
+                assert await eventually(lambda: app.shards[0].read("SELECT 1") is not None)
+
+    asyncio.run(scenario())
+
+
+def test_a_purchase_before_the_timeout_sends_nothing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        clock = ManualClock(T0)
+        async with MailCatcher(tmp_path / "mail", smtp_port=0, http_port=0) as catcher:
+            async with server(_settings(tmp_path, catcher.smtp_port), clock) as app, \
+                    ingest_client(app) as client:
+                builder = BatchBuilder()
+                await client.Send(builder.batch(T0, [(T0, "cart_add", {"cart_id": "c1"})],
+                                                email="bob@example.com"))
+                clock.advance(30 * MINUTE)
+                await client.Send(builder.batch(T0 + 30 * MINUTE, [
+                    (T0 + 30 * MINUTE, "purchase", {"order_id": "o1", "cart_id": "c1"})],
+                    email="bob@example.com"))
+                clock.advance(120 * MINUTE)
+                await eventually(lambda: _stat(app, "exited"))
+                await asyncio.sleep(0.3)
+                assert catcher.messages == []
+                assert await _stat(app, "sent") == 0
+
+    asyncio.run(scenario())
+
+
+def test_an_unsigned_identify_is_never_mailed_and_counts_as_unverified(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        clock = ManualClock(T0)
+        async with MailCatcher(tmp_path / "mail", smtp_port=0, http_port=0) as catcher:
+            async with server(_settings(tmp_path, catcher.smtp_port), clock) as app, \
+                    ingest_client(app) as client:
+                await client.Send(BatchBuilder().batch(
+                    T0, [(T0, "cart_add", {"cart_id": "c1"})], email="eve@example.com",
+                    signed=False))
+                clock.advance(61 * MINUTE)
+                await eventually(lambda: _stat(app, "suppressed:unverified"))
+                await asyncio.sleep(0.3)
+                assert catcher.messages == []
+
+    asyncio.run(scenario())
