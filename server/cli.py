@@ -79,6 +79,23 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _catalog_import(args: argparse.Namespace) -> int:
+    import os
+
+    from server.config import ConfigError, load_settings
+    from server.mail.catalog import Catalog, CatalogError
+
+    try:
+        settings = load_settings(args.config, os.environ)
+        catalog = Catalog.open(Path(settings.server.data_dir) / "catalog.sqlite")
+        count = catalog.import_csv(args.file)
+    except (ConfigError, CatalogError) as err:
+        print(f"catalog import: {err}", file=sys.stderr)
+        return 1
+    print(f"imported {count} products into {settings.server.data_dir}/catalog.sqlite")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pulsewire", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +111,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, default=None, help="TOML settings file")
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(run=_serve)
+
+    catalog = sub.add_parser("catalog", help="the product catalog templates read")
+    catalog_actions = catalog.add_subparsers(dest="catalog_action", required=True)
+    catalog_import = catalog_actions.add_parser("import", help="import products from CSV")
+    catalog_import.add_argument("--config", type=Path, default=None)
+    catalog_import.add_argument("file", type=Path)
+    catalog_import.set_defaults(run=_catalog_import)
+
+    from server.mail.mailcatcher import add_mailcatcher_arguments, run_mailcatcher_command
+
+    mailcatcher = sub.add_parser("mailcatcher", help="a local SMTP server with a web page")
+    add_mailcatcher_arguments(mailcatcher)
+    mailcatcher.set_defaults(run=run_mailcatcher_command)
 
     from server.admin_command import add_admin_arguments, run_admin_command
 

@@ -150,6 +150,8 @@ def _build(raw: Mapping[str, Any]) -> Settings:
         settings = replace(settings, **{section: _section(section, current, values)})
     if settings.server.shards < 1:
         raise ConfigError("server.shards must be at least 1")
+    if settings.server.link_secret and len(settings.server.link_secret.encode()) < 16:
+        raise ConfigError("server.link_secret must be at least 16 bytes")
     return settings
 
 

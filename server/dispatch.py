@@ -8,8 +8,8 @@ kept-open SMTP connection. The result goes back through the shard's writer:
   delivered -> status sent;
   transient (4xx, connection refused, timeout) -> attempts + 1 and the next try after an
     exponential backoff, until max_attempts, then dead;
-  permanent (5xx to this recipient: a hard bounce) -> dead, and an email_bounce event for the
-    user, so the engine stops mailing them;
+  permanent (5xx) -> dead; when the recipient itself was refused (a hard bounce), also an
+    email_bounce event for the user, so the engine stops mailing them;
   unrenderable (a missing template, a template error) -> dead at once, with the error.
 The one window where a crash can duplicate an email is after SMTP accepted the message and
 before the row is marked sent: on restart it is sent again with the same Message-ID, which
@@ -142,8 +142,9 @@ class Dispatcher:
         elif delivery.status is DeliveryStatus.PERMANENT:
             self._metrics.emails_failed.labels("permanent").inc()
             await self._finish(shard, row, "dead", f"{delivery.code} {delivery.message}")
-            await shard.ingest(row.user_key, [Event("email_bounce", self._clock.now_ms(),
-                                                    {"message": row.message_key})])
+            if delivery.bounced:  # the address itself is refused, not this message's content
+                await shard.ingest(row.user_key, [Event("email_bounce", self._clock.now_ms(),
+                                                        {"message": row.message_key})])
         else:
             self._metrics.emails_failed.labels("transient").inc()
             await self._retry(shard, row, f"{delivery.code} {delivery.message}")

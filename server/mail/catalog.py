@@ -72,6 +72,7 @@ class Catalog:
     def open(cls, path: Path | str) -> Catalog:
         """Reads the catalog file at `path`, creating an empty one if there is none."""
         path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
         with _connect(path) as db:
             db.execute(_SCHEMA)
             rows = db.execute(

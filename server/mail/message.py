@@ -1,8 +1,8 @@
 """The bytes of one email: a multipart/alternative MIME message, optionally DKIM-signed.
 
-The stdlib `email` package builds it under the SMTP policy, so every line ends in CRLF, long
-lines are folded, a non-ASCII subject is RFC 2047 encoded, and each part is sent as 7bit,
-quoted-printable or base64, whichever the policy finds fits. The text part comes before the
+The stdlib `email` package builds it under the SMTP policy, so every line ends in CRLF, a
+non-ASCII subject is RFC 2047 encoded, and each part is sent as 7bit, quoted-printable or
+base64, whichever the policy finds fits. The text part comes before the
 HTML part: clients show the last alternative they understand.
 
 The Message-ID is derived from the send's message key, so rendering the same outbox row again
@@ -30,6 +30,11 @@ from server.errors import PulsewireError
 from server.mail.render import RenderedEmail
 
 __all__ = ["DKIM_HEADERS", "DkimSigner", "InvalidMessage", "build_message", "message_id_for"]
+
+# Headers are written with lines up to RFC 5322's hard limit of 998 characters instead of the
+# recommended 78: folding at 78 turns a long unsubscribe URL into RFC 2047 encoded words,
+# which no client reads as a URL. Bodies are still encoded for 78-character lines.
+_WIRE = SMTP.clone(max_line_length=998)
 
 DKIM_HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type",
                 "List-Unsubscribe", "List-Unsubscribe-Post")
@@ -103,7 +108,7 @@ def build_message(rendered: RenderedEmail, *, sender: str, to: str, message_key:
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         msg.set_content(_lines(rendered.text), charset="utf-8")
         msg.add_alternative(_lines(rendered.html), subtype="html", charset="utf-8")
-        data = msg.as_bytes()
+        data = msg.as_bytes(policy=_WIRE)
     except (ValueError, TypeError) as err:
         raise InvalidMessage(f"cannot build message {message_key!r}: {err}") from err
     return dkim.sign(data) if dkim is not None else data

@@ -113,6 +113,8 @@ class Templates:
         """Compiles every template file; raises `InvalidTemplates` naming each fault."""
         if not self._dir.is_dir():
             raise InvalidTemplates([Problem(str(self._dir), 0, "", "not a directory")])
+        if self._env.cache is not None:
+            self._env.cache.clear()  # load() again reads the files again
         files = sorted(p.name for p in self._dir.iterdir() if p.is_file()
                        and p.name.endswith((_HTML, _TEXT)))
         problems = [p for f in files for p in self._check_file(f, set(files))]
@@ -141,7 +143,10 @@ class Templates:
             raise RenderError(f"{self._dir / (name + _SUBJECT)}: the subject renders empty")
         page = self._render_file(name + _HTML, values)
         text = self._render_file(name + _TEXT, values) if has_text else html_to_text(page)
-        page = self._inliner.inline(page)
+        try:
+            page = self._inliner.inline(page)
+        except ValueError as err:  # css_inline.InlineError: CSS it cannot use
+            raise RenderError(f"{self._dir / (name + _HTML)}: cannot inline CSS: {err}") from err
         page = add_open_pixel(track_links(page, links), links.open())
         return RenderedEmail(subject=subject, html=page, text=text)
 

@@ -20,16 +20,25 @@ from harness import (
 )
 
 from server.clock import ManualClock
+from server.mail.catalog import Catalog
 from server.mail.mailcatcher import MailCatcher
 
 T0 = 1_800_000_000_000
 MINUTE = 60_000
 
 
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
 def _settings(tmp_path: Path, smtp_port: int):
-    return settings_for(tmp_path, write_sequences(tmp_path / "seq", CART_RECOVERY),
-                        PULSEWIRE_SMTP__PORT=str(smtp_port),
-                        PULSEWIRE_SMTP__SENDER="Shop <shop@example.com>")
+    """The example templates and catalog, with the cart-recovery sequence."""
+    settings = settings_for(tmp_path, write_sequences(tmp_path / "seq", CART_RECOVERY),
+                            PULSEWIRE_SMTP__PORT=str(smtp_port),
+                            PULSEWIRE_SMTP__SENDER="Shop <shop@example.com>",
+                            PULSEWIRE_TEMPLATES__DIR=str(EXAMPLES / "templates"))
+    Catalog.open(Path(settings.server.data_dir) / "catalog.sqlite").import_csv(
+        EXAMPLES / "catalog.csv")
+    return settings
 
 
 async def _stat(app, counter: str) -> int:
@@ -68,21 +77,28 @@ def test_an_abandoned_cart_gets_its_reminder_with_working_links(tmp_path: Path) 
                 assert catcher.messages == []
                 clock.advance(1 * MINUTE)
                 await catcher.wait_for(1, timeout_s=10)
-                raw = catcher.messages[0].raw if hasattr(catcher.messages[0], "raw") else None
-                message = email.message_from_bytes(raw, policy=policy.default) if raw else None
-                assert message is not None
+                caught = catcher.messages[0]
+                assert caught.envelope_to == ("ann@example.com",)
+                message = email.message_from_bytes(caught.raw, policy=policy.default)
                 assert message["To"] == "ann@example.com"
-                assert message["Subject"] == "Still thinking about it, ann@example.com?"
+                assert message["From"] == "Shop <shop@example.com>"
+                assert message["Subject"] == "Still thinking about the Aero Pro 14 Laptop?"
                 assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+                assert message["Message-ID"].endswith("@example.com>")
                 html = message.get_body(("html",)).get_content()
-                assert "SAVE15" in html and "premium-laptop" in html
+                text = message.get_body(("plain",)).get_content()
+                for part in (html, text):  # catalog data, the sequence's offer, low stock
+                    assert "Aero Pro 14 Laptop" in part and "SAVE15" in part
+                    assert "$1,899.00" in part and "Only 3 left" in part
                 base = f"http://127.0.0.1:{app.http_port}"
                 settings_url = settings.server.public_url
                 links = [u.replace(settings_url, base) for u in
                          re.findall(r'href="([^"]+/c/[^"]+)"', html)]
                 assert links, html
-                status, location, _ = await asyncio.to_thread(_fetch, links[0])
-                assert (status, location) == (302, "https://shop.example.com/cart/cart-9")
+                answers = [await asyncio.to_thread(_fetch, link) for link in links]
+                assert (302, "https://shop.example.com/cart?cart=cart-9") in [
+                    (status, location) for status, location, _ in answers]
+                assert {status for status, _, _ in answers} == {302}
                 forged = links[0][:-3] + ("AAA" if not links[0].endswith("AAA") else "BBB")
                 assert (await asyncio.to_thread(_fetch, forged))[0] == 404
                 await eventually(lambda: _stat(app, "clicked"))
@@ -90,7 +106,10 @@ def test_an_abandoned_cart_gets_its_reminder_with_working_links(tmp_path: Path) 
                 status, _, _ = await asyncio.to_thread(
                     _fetch, unsubscribe, b"List-Unsubscribe=One-Click")
                 assert status == 200
-                assert await eventually(lambda: app.shards[0].read("SELECT 1") is not None)
+                suppressed = [await s.read("SELECT email, reason FROM suppression")
+                              for s in app.shards]
+                assert [row for rows in suppressed for row in rows] == [
+                    ("ann@example.com", "unsubscribed")]
 
     asyncio.run(scenario())
 
@@ -98,21 +117,21 @@ def test_an_abandoned_cart_gets_its_reminder_with_working_links(tmp_path: Path) 
 def test_a_purchase_before_the_timeout_sends_nothing(tmp_path: Path) -> None:
     async def scenario() -> None:
         clock = ManualClock(T0)
-        async with MailCatcher(tmp_path / "mail", smtp_port=0, http_port=0) as catcher:
-            async with server(_settings(tmp_path, catcher.smtp_port), clock) as app, \
-                    ingest_client(app) as client:
-                builder = BatchBuilder()
-                await client.Send(builder.batch(T0, [(T0, "cart_add", {"cart_id": "c1"})],
-                                                email="bob@example.com"))
-                clock.advance(30 * MINUTE)
-                await client.Send(builder.batch(T0 + 30 * MINUTE, [
-                    (T0 + 30 * MINUTE, "purchase", {"order_id": "o1", "cart_id": "c1"})],
-                    email="bob@example.com"))
-                clock.advance(120 * MINUTE)
-                await eventually(lambda: _stat(app, "exited"))
-                await asyncio.sleep(0.3)
-                assert catcher.messages == []
-                assert await _stat(app, "sent") == 0
+        async with (MailCatcher(tmp_path / "mail", smtp_port=0, http_port=0) as catcher,
+                    server(_settings(tmp_path, catcher.smtp_port), clock) as app,
+                    ingest_client(app) as client):
+            builder = BatchBuilder()
+            await client.Send(builder.batch(T0, [(T0, "cart_add", {"cart_id": "c1"})],
+                                            email="bob@example.com"))
+            clock.advance(30 * MINUTE)
+            await client.Send(builder.batch(T0 + 30 * MINUTE, [
+                (T0 + 30 * MINUTE, "purchase", {"order_id": "o1", "cart_id": "c1"})],
+                email="bob@example.com"))
+            clock.advance(120 * MINUTE)
+            await eventually(lambda: _stat(app, "exited"))
+            await asyncio.sleep(0.3)
+            assert catcher.messages == []
+            assert await _stat(app, "sent") == 0
 
     asyncio.run(scenario())
 
@@ -120,15 +139,15 @@ def test_a_purchase_before_the_timeout_sends_nothing(tmp_path: Path) -> None:
 def test_an_unsigned_identify_is_never_mailed_and_counts_as_unverified(tmp_path: Path) -> None:
     async def scenario() -> None:
         clock = ManualClock(T0)
-        async with MailCatcher(tmp_path / "mail", smtp_port=0, http_port=0) as catcher:
-            async with server(_settings(tmp_path, catcher.smtp_port), clock) as app, \
-                    ingest_client(app) as client:
-                await client.Send(BatchBuilder().batch(
-                    T0, [(T0, "cart_add", {"cart_id": "c1"})], email="eve@example.com",
-                    signed=False))
-                clock.advance(61 * MINUTE)
-                await eventually(lambda: _stat(app, "suppressed:unverified"))
-                await asyncio.sleep(0.3)
-                assert catcher.messages == []
+        async with (MailCatcher(tmp_path / "mail", smtp_port=0, http_port=0) as catcher,
+                    server(_settings(tmp_path, catcher.smtp_port), clock) as app,
+                    ingest_client(app) as client):
+            await client.Send(BatchBuilder().batch(
+                T0, [(T0, "cart_add", {"cart_id": "c1"})], email="eve@example.com",
+                signed=False))
+            clock.advance(61 * MINUTE)
+            await eventually(lambda: _stat(app, "suppressed:unverified"))
+            await asyncio.sleep(0.3)
+            assert catcher.messages == []
 
     asyncio.run(scenario())
