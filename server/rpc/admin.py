@@ -59,10 +59,9 @@ class AdminActions:
         view = admin_pb2.UserView(user_id=user_id or "", email=email or "",
                                   email_verified=bool(verified), timezone=tz or "",
                                   suppressed=engine_state.block in ("unsubscribed", "bounced"))
-        view.devices.extend(alias[2:] for (alias,) in await shard.read(
-            "SELECT alias FROM aliases WHERE key = ?", (key,)))
-        if key.startswith("d:"):
-            view.devices.append(key[2:])
+        view.devices.extend(device for (device,) in await shard.read(
+            "SELECT DISTINCT device FROM dedup WHERE user_key = ? AND device NOT LIKE 'm:%'"
+            " ORDER BY device", (key,)))
         for inst in engine_state.instances:
             view.instances.add(sequence=inst.sequence, key=inst.key, step=inst.step,
                                due_ms=inst.due_ms or 0)

@@ -67,6 +67,8 @@ def decode_batch(batch: batch_pb2.Batch, site: SiteSettings, limits: IngestSetti
     tz = batch.context.timezone or None
     events: list[Event] = []
     at = batch.base_time_ms
+    if at == 0:  # no client clock: the last event happened at receipt
+        at, offset = receipt_ms - sum(e.dt_ms for e in batch.events), 0
     for i, event in enumerate(batch.events):
         at += event.dt_ms
         kind = event.WhichOneof("payload")

@@ -47,9 +47,11 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
             seq INTEGER NOT NULL,
             accepted INTEGER NOT NULL,     -- events applied the first time, acked again
             expires_ms INTEGER NOT NULL,
+            user_key TEXT NOT NULL,        -- whose batch it was (erasure, the user's devices)
             PRIMARY KEY (device, seq)
         ) WITHOUT ROWID;
         CREATE INDEX dedup_expiry ON dedup(expires_ms);
+        CREATE INDEX dedup_user ON dedup(user_key);
         CREATE TABLE outbox (
             id INTEGER PRIMARY KEY,
             message_key TEXT NOT NULL UNIQUE,  -- (instance, step): the idempotency key of a send

@@ -48,6 +48,7 @@ __all__ = ["MAX_GROUP", "Identity", "IngestResult", "OutboxRow", "Shard"]
 
 log = logging.getLogger("pulsewire.shard")
 MAX_GROUP = 1024
+SWEEP_EVERY_MS = 60_000
 _SUPPRESSING_EVENTS = {"unsubscribe": "unsubscribed", "email_bounce": "bounced"}
 
 
@@ -112,7 +113,7 @@ class _Changes:
     """Rows one group writes, gathered before the transaction."""
 
     users: set[str] = field(default_factory=set)
-    dedup: list[tuple[str, int, int, int]] = field(default_factory=list)
+    dedup: list[tuple[str, int, int, int, str]] = field(default_factory=list)
     outbox: list[tuple[Any, ...]] = field(default_factory=list)
     send_log: list[tuple[Any, ...]] = field(default_factory=list)
     stats: dict[tuple[str, int, str], int] = field(default_factory=dict)
@@ -141,6 +142,7 @@ class Shard:
         self._reader: aiosqlite.Connection | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
+        self._swept_ms = 0
         self.timer_lateness_ms: list[int] = []  # drained by metrics
 
     # ---- life cycle -----------------------------------------------------------------------
@@ -294,7 +296,7 @@ class Shard:
                 return IngestResult(seen[key], True)
             seen[key] = len(item.events)
             changes.dedup.append((item.device, item.seq, len(item.events),
-                                  now + self._dedup_ttl_ms))
+                                  now + self._dedup_ttl_ms, item.user_key))
         user = self._user(item.user_key, now)
         engine = self._engine()
         actions: list[Action] = []
@@ -381,7 +383,8 @@ class Shard:
                 " user_id=excluded.user_id, traits=excluded.traits, timezone=excluded.timezone,"
                 " updated_ms=excluded.updated_ms", rows)
         if changes.dedup:
-            await db.executemany("INSERT OR IGNORE INTO dedup VALUES (?,?,?,?)", changes.dedup)
+            await db.executemany("INSERT OR IGNORE INTO dedup VALUES (?,?,?,?,?)",
+                                 changes.dedup)
         if changes.outbox:
             await db.executemany(
                 "INSERT OR IGNORE INTO outbox (message_key, user_key, email, sequence, step,"
@@ -399,6 +402,9 @@ class Shard:
         if changes.suppress:
             await db.executemany("INSERT OR IGNORE INTO suppression VALUES (?,?,?)",
                                  changes.suppress)
+        if now - self._swept_ms >= SWEEP_EVERY_MS:  # retries older than the TTL are new batches
+            await db.execute("DELETE FROM dedup WHERE expires_ms < ?", (now,))
+            self._swept_ms = now
 
     # ---- users and dedup ------------------------------------------------------------------
 
@@ -501,7 +507,7 @@ async def _erase_rows(db: aiosqlite.Connection, keys: list[str], emails: list[st
         ("users", "key", keys), ("aliases", "key", keys), ("outbox", "user_key", keys),
         ("send_log", "user_key", keys), ("users", "lower(email)", emails),
         ("outbox", "lower(email)", emails), ("suppression", "email", emails),
-        ("dedup", "device", devices),
+        ("dedup", "device", devices), ("dedup", "user_key", keys),
     )]
     for statement, values in statements:
         for value in values:
