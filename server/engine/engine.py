@@ -19,7 +19,7 @@ The instance life cycle is the table in instance_states.py.
 from __future__ import annotations
 
 import hashlib
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -107,6 +107,27 @@ class Engine:
         self._fire_due(p, now_ms, inclusive=True)
         self._compact(state, now_ms)
         return p.out
+
+    def merge(self, into: UserState, other: UserState) -> None:
+        """Fold an anonymous device's state into the user it turned out to be. Idempotent:
+        merging the same state twice changes nothing more than merging it once (timestamps
+        are merged as multisets taking the larger count, so events at one instant survive)."""
+        for tracker_id, stamps in other.signals.items():
+            merged = sorted((Counter(into.signals.get(tracker_id, [])) | Counter(stamps))
+                            .elements())
+            keep = self.rules.keeps.get(tracker_id, len(merged))
+            into.signals[tracker_id] = merged[-keep:] if keep else []
+        running = {(i.sequence, i.key) for i in into.instances}
+        for inst in other.instances:
+            if (inst.sequence, inst.key) not in running:
+                into.instances.append(inst)
+        into.instances.sort(key=_instance_order)
+        for ended_key, ended in other.ended_ms.items():
+            into.ended_ms[ended_key] = max(ended, into.ended_ms.get(ended_key, ended))
+        into.sends = sorted((Counter(into.sends) | Counter(other.sends)).elements())
+        for seq_id, due in other.inactive_due_ms.items():
+            into.inactive_due_ms.setdefault(seq_id, due)
+        into.tz = into.tz or other.tz
 
     def next_deadline(self, state: UserState) -> int | None:
         best = min(state.inactive_due_ms.values()) if state.inactive_due_ms else None

@@ -198,6 +198,7 @@ class Rules:
     plans: Mapping[str, EventPlan]  # an event name absent here changes nothing but timers
     entries_by_segment: Mapping[str, tuple[SequenceRules, ...]]
     horizons_ms: Mapping[str, int]  # tracker id -> how long its timestamps matter
+    keeps: Mapping[str, int]  # tracker id -> how many timestamps it keeps
     longest_cap_ms: int
 
 
@@ -302,6 +303,7 @@ def compile_rules(sequence_set: SequenceSet) -> Rules:
         plans=plans,
         entries_by_segment=_group(ordered, lambda s: [s.entry_segment] if s.entry_segment else []),
         horizons_ms={t.id: t.horizon_ms for t in trackers},
+        keeps={t.id: t.keep for t in trackers},
         longest_cap_ms=max((c.per_ms for c in unique_caps), default=0),
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 
 import grpc
@@ -43,6 +44,28 @@ class Ingestor:
                          for s in settings.sites}
         self._on_rejected = on_rejected
         self._on_accepted = on_accepted
+        self._devices = _DeviceOwners()
+
+    def _shard(self, key: str) -> Shard:
+        return self._shards[shard_of(key, len(self._shards))]
+
+    async def _identity_route(self, user_key: str, device: str) -> tuple[str, bytes | None]:
+        """Where a batch goes, and an anonymous history to merge on the way.
+
+        An identified batch from a device seen anonymously brings that history along (it is
+        merged into the user, then the device's profile becomes an alias). An anonymous batch
+        from a device that has become a user goes to that user. Both facts are cached here,
+        so the device's shard is asked once per device, not once per batch."""
+        device_key = f"d:{device}"
+        owner = self._devices.owner(device)
+        if user_key == device_key:
+            if owner is None:
+                owner = await self._shard(device_key).alias_of(device_key) or device_key
+                self._devices.remember(device, owner)
+            return owner, None
+        if owner == user_key:
+            return user_key, None
+        return user_key, await self._shard(device_key).anonymous_state(device_key)
 
     async def accept(self, batch: batch_pb2.Batch) -> batch_pb2.Ack:
         try:
@@ -63,13 +86,39 @@ class Ingestor:
         decoded = decode_batch(batch, site, limits, now)
         if not self._buckets[site.key].take(len(decoded.events), now):
             raise RateLimited(f"site {site.key!r} is over {limits.site_events_per_s:g} events/s")
-        shard = self._shards[shard_of(decoded.user_key, len(self._shards))]
-        result = await shard.ingest(decoded.user_key, decoded.events, device=decoded.device,
-                                    seq=decoded.seq, identity=decoded.identity)
+        user_key, merge_from = await self._identity_route(decoded.user_key, decoded.device)
+        shard = self._shard(user_key)
+        result = await shard.ingest(user_key, decoded.events, device=decoded.device,
+                                    seq=decoded.seq, identity=decoded.identity,
+                                    merge_from=merge_from)
+        if merge_from is not None:
+            await self._shard(f"d:{decoded.device}").retire(f"d:{decoded.device}", user_key)
+        if user_key != f"d:{decoded.device}":
+            self._devices.remember(decoded.device, user_key)
         if not result.duplicate:
             self._on_accepted(result.accepted)
         return batch_pb2.Ack(seq=batch.seq, accepted=0 if result.duplicate else result.accepted,
                              duplicate=result.duplicate)
+
+
+class _DeviceOwners:
+    """device id -> the routing key its batches belong to, for the most recent devices."""
+
+    def __init__(self, capacity: int = 200_000) -> None:
+        self._owners: OrderedDict[str, str] = OrderedDict()
+        self._capacity = capacity
+
+    def owner(self, device: str) -> str | None:
+        owner = self._owners.get(device)
+        if owner is not None:
+            self._owners.move_to_end(device)
+        return owner
+
+    def remember(self, device: str, owner: str) -> None:
+        self._owners[device] = owner
+        self._owners.move_to_end(device)
+        if len(self._owners) > self._capacity:
+            self._owners.popitem(last=False)
 
 
 class IngestServicer(ingest_pb2_grpc.IngestServicer):

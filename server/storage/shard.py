@@ -106,6 +106,7 @@ class _Item:
     seq: int = 0
     identity: Identity | None = None
     apply: Callable[[aiosqlite.Connection], Awaitable[Any]] | None = None  # outbox updates...
+    merge_from: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -183,11 +184,30 @@ class Shard:
     # ---- what callers ask for -----------------------------------------------------------
 
     async def ingest(self, user_key: str, events: list[Event], *, device: str = "", seq: int = 0,
-                     identity: Identity | None = None) -> IngestResult:
-        """Apply a batch's events for one user; returns once committed (or known duplicate)."""
+                     identity: Identity | None = None,
+                     merge_from: bytes | None = None) -> IngestResult:
+        """Apply a batch's events for one user; returns once committed (or known duplicate).
+        `merge_from`: an anonymous device's engine state to fold into the user first."""
         future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-        await self._put(_Item("ingest", future, user_key, events, device, seq, identity))
+        await self._put(_Item("ingest", future, user_key, events, device, seq, identity,
+                              merge_from=merge_from))
         return await future
+
+    async def anonymous_state(self, device_key: str) -> bytes | None:
+        """The committed engine state of an anonymous device profile, if there is one."""
+        rows = await self.read("SELECT state FROM users WHERE key = ?", (device_key,))
+        return bytes(rows[0][0]) if rows else None
+
+    async def alias_of(self, device_key: str) -> str | None:
+        rows = await self.read("SELECT key FROM aliases WHERE alias = ?", (device_key,))
+        return str(rows[0][0]) if rows else None
+
+    async def retire(self, device_key: str, user_key: str) -> None:
+        """After its history merged into `user_key`: drop the device's profile, keep an alias
+        so late anonymous batches from it still reach the user."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._put(_Item("retire", future, user_key=device_key, device=user_key))
+        await future
 
     async def write(self, apply: Callable[[aiosqlite.Connection], Awaitable[Any]]) -> Any:
         """Await `apply(conn)` inside the writer's next transaction (outbox updates, erasure).
@@ -261,6 +281,10 @@ class Shard:
                 elif item.kind == "erase":
                     results[i] = await _erase_rows(db, item.user_key.split("\x1f"),
                                                    item.device.split("\x1f"))
+                elif item.kind == "retire":
+                    await db.execute("DELETE FROM users WHERE key = ?", (item.user_key,))
+                    await db.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?)",
+                                     (item.user_key, item.device, now))
             await db.execute("COMMIT")
         except Exception as err:
             log.exception("shard %d: group of %d failed", self.index, len(items))
@@ -282,6 +306,11 @@ class Shard:
                     changes: _Changes) -> Any:
         if item.kind == "timers":
             return self._fire_timers(now, changes)
+        if item.kind == "retire":
+            self._users.pop(item.user_key, None)
+            self._set_due(item.user_key, None)
+            changes.users.discard(item.user_key)
+            return None
         if item.kind == "erase":
             for erased in filter(None, item.user_key.split("\x1f")):
                 self._users.pop(erased, None)
@@ -300,6 +329,8 @@ class Shard:
         user = self._user(item.user_key, now)
         engine = self._engine()
         actions: list[Action] = []
+        if item.merge_from is not None:
+            engine.merge(user.state, decode_state(item.user_key, item.merge_from))
         if item.identity is not None:
             _note_identity(user, item.identity)
             wanted = "" if user.verified else "unverified"
