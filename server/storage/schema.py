@@ -32,6 +32,7 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
             user_id TEXT,
             traits TEXT,                   -- JSON object
             timezone TEXT,
+            last_sent TEXT,                -- JSON [sequence, step, at_ms]: conversion credit
             created_ms INTEGER NOT NULL,
             updated_ms INTEGER NOT NULL
         ) WITHOUT ROWID;

@@ -49,6 +49,7 @@ __all__ = ["MAX_GROUP", "Identity", "IngestResult", "OutboxRow", "Shard"]
 log = logging.getLogger("pulsewire.shard")
 MAX_GROUP = 1024
 SWEEP_EVERY_MS = 60_000
+CONVERSION_WINDOW_MS = 7 * 86_400_000  # a purchase this soon after an email credits it
 _SUPPRESSING_EVENTS = {"unsubscribe": "unsubscribed", "email_bounce": "bounced"}
 
 
@@ -92,6 +93,7 @@ class _User:
     traits: dict[str, str] = field(default_factory=dict)
     created_ms: int = 0
     stored: bool = False  # a row exists in the file
+    last_sent: tuple[str, int, int] | None = None  # (sequence, step, at): a purchase credits it
 
 
 @dataclass(slots=True)
@@ -344,6 +346,11 @@ class Shard:
                 changes.suppress.append((user.email.lower(), _SUPPRESSING_EVENTS[event.name], now))
             if event.name in ("email_open", "email_click"):
                 self._count_feedback(event, changes)
+            elif event.name == "purchase" and user.last_sent is not None:
+                sequence, step, sent_ms = user.last_sent
+                if 0 <= event.at_ms - sent_ms <= CONVERSION_WINDOW_MS:
+                    changes.count(sequence, step, "converted")
+                user.last_sent = None
             actions.extend(engine.receive(user.state, event))
         actions.extend(engine.advance(user.state, now))
         self._record(item.user_key, user, actions, now, changes)
@@ -379,6 +386,7 @@ class Shard:
                 changes.send_log.append((key, action.sequence, action.step, action.template,
                                          action.at_ms, "sent", None, action.message_key))
                 changes.count(action.sequence, action.step, "sent")
+                user.last_sent = (action.sequence, action.step, action.at_ms)
             elif isinstance(action, Suppressed):
                 changes.send_log.append((key, action.sequence, action.step, action.template,
                                          action.at_ms, "suppressed", action.reason, None))
@@ -402,17 +410,18 @@ class Shard:
             due = engine.next_deadline(user.state)
             rows.append((key, encode_state(user.state), due, user.email, int(user.verified),
                          user.user_id, json.dumps(user.traits) if user.traits else None,
-                         user.state.tz, user.created_ms or now, now))
+                         user.state.tz, json.dumps(user.last_sent) if user.last_sent else None,
+                         user.created_ms or now, now))
             user.stored = True
             self._set_due(key, due)
         if rows:
             await db.executemany(
                 "INSERT INTO users (key, state, due_ms, email, email_verified, user_id, traits,"
-                " timezone, created_ms, updated_ms) VALUES (?,?,?,?,?,?,?,?,?,?)"
+                " timezone, last_sent, created_ms, updated_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT(key) DO UPDATE SET state=excluded.state, due_ms=excluded.due_ms,"
                 " email=excluded.email, email_verified=excluded.email_verified,"
                 " user_id=excluded.user_id, traits=excluded.traits, timezone=excluded.timezone,"
-                " updated_ms=excluded.updated_ms", rows)
+                " last_sent=excluded.last_sent, updated_ms=excluded.updated_ms", rows)
         if changes.dedup:
             await db.executemany("INSERT OR IGNORE INTO dedup VALUES (?,?,?,?,?)",
                                  changes.dedup)
@@ -454,12 +463,13 @@ class Shard:
         missing = sorted({k for k in keys if k not in self._users})
         for chunk in _chunks(missing, 400):
             marks = ",".join("?" * len(chunk))
-            for key, state, email, verified, user_id, traits, created in await self._fetch(
-                    "SELECT key, state, email, email_verified, user_id, traits, created_ms"
-                    f" FROM users WHERE key IN ({marks})", chunk):
+            for key, state, email, verified, user_id, traits, created, sent in await self._fetch(
+                    "SELECT key, state, email, email_verified, user_id, traits, created_ms,"
+                    f" last_sent FROM users WHERE key IN ({marks})", chunk):
                 self._users[key] = _User(decode_state(key, state), email, bool(verified),
                                          user_id, json.loads(traits) if traits else {},
-                                         created, True)
+                                         created, True,
+                                         tuple(json.loads(sent)) if sent else None)
 
     async def _fetch(self, query: str, params: Iterable[Any]) -> list[tuple[Any, ...]]:
         assert self._db is not None

@@ -151,3 +151,28 @@ def test_an_unsigned_identify_is_never_mailed_and_counts_as_unverified(tmp_path:
             assert catcher.messages == []
 
     asyncio.run(scenario())
+
+
+def test_a_purchase_within_a_week_of_the_email_counts_as_converted(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        clock = ManualClock(T0)
+        async with (MailCatcher(tmp_path / "mail", smtp_port=0, http_port=0) as catcher,
+                    server(_settings(tmp_path, catcher.smtp_port), clock) as app,
+                    ingest_client(app) as client):
+            builder = BatchBuilder()
+            await client.Send(builder.batch(T0, [(T0, "cart_add", {"cart_id": "c1"})],
+                                            email="cat@example.com"))
+            clock.advance(61 * MINUTE)
+            await catcher.wait_for(1, timeout_s=10)
+            at = clock.now_ms() + 2 * 86_400_000
+            clock.set(at)
+            await client.Send(builder.batch(at, [(at, "purchase", {"order_id": "o1"})],
+                                            email="cat@example.com"))
+            assert await _stat(app, "converted") == 1
+            at += 86_400_000
+            clock.set(at)
+            await client.Send(builder.batch(at, [(at, "purchase", {"order_id": "o2"})],
+                                            email="cat@example.com"))
+            assert await _stat(app, "converted") == 1  # one email, one conversion
+
+    asyncio.run(scenario())
