@@ -132,7 +132,7 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
         for index in range(settings.server.shards):
             shard = Shard(index, data_dir / f"shard-{index:03d}.sqlite", app.current_engine,
                           clock, dedup_ttl_ms=settings.ingest.dedup_ttl_s * 1000,
-                          on_outbox=app.outbox_written)
+                          on_outbox=app.outbox_written, observe=app.metrics.shard_observer())
             await shard.open()
             stack.push_async_callback(shard.close)
             app.shards.append(shard)

@@ -8,6 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from server.storage.shard import ShardObserver
+
 __all__ = ["Metrics"]
 
 _MS_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
@@ -41,6 +43,18 @@ class Metrics:
                                    registry=r)
         self.emails_failed = Counter("pulsewire_emails_failed", "Email attempts that failed",
                                      ["kind"], registry=r)
+
+    def shard_observer(self) -> ShardObserver:
+        metrics = self
+
+        class Observer(ShardObserver):
+            def commit(self, elapsed_ms: float) -> None:
+                metrics.commit_ms.observe(elapsed_ms)
+
+            def timer_lateness(self, late_ms: int) -> None:
+                metrics.timer_lateness_ms.observe(late_ms)
+
+        return Observer()
 
     def watch_queues(self, depths: Callable[[], Iterable[tuple[int, int]]]) -> None:
         self.registry.register(_QueueDepth(depths))

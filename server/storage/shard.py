@@ -21,6 +21,7 @@ import heapq
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +45,7 @@ from server.engine import (
 from server.errors import ShardClosed
 from server.storage.schema import PRAGMAS, migrate
 
-__all__ = ["MAX_GROUP", "Identity", "IngestResult", "OutboxRow", "Shard"]
+__all__ = ["MAX_GROUP", "Identity", "IngestResult", "OutboxRow", "Shard", "ShardObserver"]
 
 log = logging.getLogger("pulsewire.shard")
 MAX_GROUP = 1024
@@ -82,6 +83,16 @@ class OutboxRow:
     attempts: int
     due_ms: int
     shard: int
+
+
+class ShardObserver:
+    """What a shard reports as it works; the app passes one that feeds its metrics."""
+
+    def commit(self, elapsed_ms: float) -> None:
+        """A group was applied and committed, `elapsed_ms` from start to COMMIT."""
+
+    def timer_lateness(self, late_ms: int) -> None:
+        """A timer fired `late_ms` after it was due."""
 
 
 @dataclass(slots=True)
@@ -129,13 +140,15 @@ class _Changes:
 
 class Shard:
     def __init__(self, index: int, path: Path, engine: Callable[[], Engine], clock: Clock, *,
-                 dedup_ttl_ms: int, on_outbox: Callable[[int], None] = lambda _s: None) -> None:
+                 dedup_ttl_ms: int, on_outbox: Callable[[int], None] = lambda _s: None,
+                 observe: ShardObserver | None = None) -> None:
         self.index = index
         self.path = path
         self._engine = engine  # the running set may be swapped by a reload: ask each time
         self._clock = clock
         self._dedup_ttl_ms = dedup_ttl_ms
         self._on_outbox = on_outbox
+        self._observe = observe or ShardObserver()
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
         self._users: dict[str, _User] = {}
         self._due: dict[str, int] = {}
@@ -146,7 +159,6 @@ class Shard:
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._swept_ms = 0
-        self.timer_lateness_ms: list[int] = []  # drained by metrics
 
     # ---- life cycle -----------------------------------------------------------------------
 
@@ -267,6 +279,7 @@ class Shard:
     async def _apply_group(self, items: list[_Item]) -> None:
         assert self._db is not None
         db, now = self._db, self._clock.now_ms()
+        started = time.perf_counter()
         changes = _Changes()
         results: list[Any] = []
         try:
@@ -298,6 +311,7 @@ class Shard:
                 if not item.future.done():
                     item.future.set_exception(err)
             return
+        self._observe.commit((time.perf_counter() - started) * 1000)
         for item, result in zip(items, results, strict=True):
             if not item.future.done():
                 item.future.set_result(result)
@@ -364,7 +378,7 @@ class Shard:
                 continue
             due = engine.next_deadline(user.state)
             if due is not None and due <= now:
-                self.timer_lateness_ms.append(now - due)
+                self._observe.timer_lateness(now - due)
             self._record(key, user, engine.advance(user.state, now), now, changes)
             fired += 1
         return fired
