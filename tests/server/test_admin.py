@@ -154,3 +154,25 @@ async def _until(count, expected: int, timeout_s: float = 10.0) -> None:
     while (got := await count()) != expected:
         assert loop.time() < deadline, f"count is {got}, expected {expected}"
         await asyncio.sleep(0.02)
+
+
+def test_the_admin_command_line_talks_to_a_running_server(tmp_path: Path, capsys) -> None:
+    from server.cli import main
+
+    async def scenario() -> None:
+        async with server(_settings(tmp_path)) as app, ingest_client(app) as client:
+            await client.Send(BatchBuilder().batch(T0, [(T0, "cart_add", {"cart_id": "c"})],
+                                                   email="ann@example.com"))
+            target = f"127.0.0.1:{app.grpc_port}"
+            codes = [await asyncio.to_thread(main, ["admin", "--grpc", target, "--token", TOKEN,
+                                                    *args])
+                     for args in (["stats"], ["user", "ann@example.com"])]
+            codes.append(await asyncio.to_thread(main, ["admin", "--grpc", target, "--token",
+                                                        "wrong", "stats"]))
+            assert codes == [0, 0, 1]
+
+    asyncio.run(scenario())
+    out, err = capsys.readouterr()
+    assert '"sequence": "cart-recovery"' in out and '"entered": "1"' in out
+    assert '"email": "ann@example.com"' in out
+    assert "UNAUTHENTICATED" in err and TOKEN not in out + err
