@@ -45,6 +45,7 @@ def _backtest(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     import asyncio
+    import gc
     import os
     import signal
 
@@ -61,6 +62,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     async def serve() -> None:
         async with running(settings) as app:
+            # What start-up made lives as long as the process: keep it out of the collector's
+            # full passes, which otherwise paused the loop ~100 ms every few seconds under load.
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(20_000, 20, 20)
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, app.stopped.set)

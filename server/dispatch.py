@@ -65,6 +65,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._queue: asyncio.Queue[OutboxRow] = asyncio.Queue()
         self._in_flight: set[tuple[int, int]] = set()
+        self._finished: set[tuple[int, int]] = set()  # since the current scan began
         self._tasks: list[asyncio.Task[None]] = []
 
     def poke(self, _shard: int = -1) -> None:
@@ -87,16 +88,20 @@ class Dispatcher:
     async def _scan(self) -> None:
         while True:
             self._wake.clear()
+            self._finished.clear()  # rows finished from here on may still show in this scan
             now = self._clock.now_ms()
             found = 0
             for shard in self._shards:
                 for row in await shard.due_outbox(now, BATCH):
-                    if (row.shard, row.id) not in self._in_flight:
+                    key = (row.shard, row.id)
+                    if key not in self._in_flight and key not in self._finished:
                         self._in_flight.add((row.shard, row.id))
                         self._queue.put_nowait(row)
                         found += 1
             if found:
-                await self._queue.join()
+                continue
+            if self._in_flight:  # a worker finishing wakes the scan (its row may be retried)
+                await self._wake.wait()
                 continue
             await self._sleep_until_next(now)
 
@@ -122,7 +127,9 @@ class Dispatcher:
                 log.exception("dispatch of outbox row %d failed", row.id)
             finally:
                 self._in_flight.discard((row.shard, row.id))
+                self._finished.add((row.shard, row.id))
                 self._queue.task_done()
+                self._wake.set()
 
     async def _deliver(self, sender: SmtpSender, row: OutboxRow) -> None:
         shard = self._shards[row.shard]

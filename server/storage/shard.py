@@ -50,6 +50,7 @@ __all__ = ["MAX_GROUP", "Identity", "IngestResult", "OutboxRow", "Shard", "Shard
 log = logging.getLogger("pulsewire.shard")
 MAX_GROUP = 1024
 SWEEP_EVERY_MS = 60_000
+CACHED_USERS = 50_000  # per shard; beyond it the least recently used states are read back
 CONVERSION_WINDOW_MS = 7 * 86_400_000  # a purchase this soon after an email credits it
 _SUPPRESSING_EVENTS = {"unsubscribe": "unsubscribed", "email_bounce": "bounced"}
 
@@ -312,6 +313,8 @@ class Shard:
                     item.future.set_exception(err)
             return
         self._observe.commit((time.perf_counter() - started) * 1000)
+        while len(self._users) > CACHED_USERS:  # all committed: the oldest can be read back
+            del self._users[next(iter(self._users))]
         for item, result in zip(items, results, strict=True):
             if not item.future.done():
                 item.future.set_result(result)
@@ -491,9 +494,10 @@ class Shard:
             return [tuple(row) for row in await cursor.fetchall()]
 
     def _user(self, key: str, now: int) -> _User:
-        user = self._users.get(key)
+        user = self._users.pop(key, None)  # re-inserted: the cache evicts least recent first
         if user is None:
-            user = self._users[key] = _User(UserState(key), created_ms=now)
+            user = _User(UserState(key), created_ms=now)
+        self._users[key] = user
         return user
 
     # ---- timers ---------------------------------------------------------------------------
