@@ -112,7 +112,7 @@ def rsa_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
     """A fresh RSA key file and its DNS TXT record (`v=DKIM1; k=rsa; p=...`)."""
     openssl = shutil.which("openssl")
     if openssl is None:
-        pytest.skip("openssl is not installed (./scripts/setup installs it)")
+        pytest.fail("openssl is not installed: run ./scripts/setup (it installs it)")
     key = tmp_path_factory.mktemp("dkim") / "private.pem"
     subprocess.run([openssl, "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
                     "-out", str(key)], check=True, capture_output=True)
