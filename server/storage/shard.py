@@ -266,7 +266,10 @@ class Shard:
     async def _write_loop(self) -> None:
         while True:
             items = [await self._queue.get()]
-            while len(items) < MAX_GROUP and not self._queue.empty():
+            # An erase or a retire ends its group: their rows are written after the group's
+            # ingests, so an ingest queued behind one must land in the next group.
+            while (len(items) < MAX_GROUP and not self._queue.empty()
+                   and items[-1].kind not in ("erase", "retire")):
                 items.append(self._queue.get_nowait())
             stop = [i for i in items if i.kind == "stop"]
             work = [i for i in items if i.kind != "stop"]
