@@ -1,9 +1,11 @@
 """The bytes of one email: a multipart/alternative MIME message, optionally DKIM-signed.
 
-The stdlib `email` package builds it under the SMTP policy, so every line ends in CRLF, a
-non-ASCII subject is RFC 2047 encoded, and each part is sent as 7bit, quoted-printable or
-base64, whichever the policy finds fits. The text part comes before the
-HTML part: clients show the last alternative they understand.
+The message is written directly rather than through the stdlib `email` object model, which
+cost about 3 ms per message, more than rendering it: every line ends in CRLF, a non-ASCII
+subject or display name is RFC 2047 encoded (email.header / email.utils), and both parts are
+UTF-8 in quoted-printable (quopri), which keeps body lines under 78 characters. The boundary
+is derived from the message key, so the same send makes the same bytes. The text part comes
+before the HTML part: clients show the last alternative they understand.
 
 The Message-ID is derived from the send's message key, so rendering the same outbox row again
 (after a crash between the SMTP server's acceptance and our "sent" mark) makes the same
@@ -17,10 +19,10 @@ receiver shows or acts on; the signature header is put on top.
 from __future__ import annotations
 
 import hashlib
+import quopri
 from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.policy import SMTP
-from email.utils import format_datetime, parseaddr
+from email.header import Header
+from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
 
 import dkim as dkimpy
@@ -31,10 +33,8 @@ from server.mail.render import RenderedEmail
 
 __all__ = ["DKIM_HEADERS", "DkimSigner", "InvalidMessage", "build_message", "message_id_for"]
 
-# Headers are written with lines up to RFC 5322's hard limit of 998 characters instead of the
-# recommended 78: folding at 78 turns a long unsubscribe URL into RFC 2047 encoded words,
-# which no client reads as a URL. Bodies are still encoded for 78-character lines.
-_WIRE = SMTP.clone(max_line_length=998)
+# Headers are written unfolded (RFC 5322 allows lines up to 998 characters): folding a long
+# unsubscribe URL into encoded words would make it unreadable as a URL.
 
 DKIM_HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type",
                 "List-Unsubscribe", "List-Unsubscribe-Post")
@@ -97,21 +97,52 @@ def build_message(rendered: RenderedEmail, *, sender: str, to: str, message_key:
     """The wire bytes (CRLF lines) of `rendered` from `sender` to `to`, dated `now_ms`."""
     _check_address("to", to)
     _check_address("sender", sender)
-    msg = EmailMessage(policy=SMTP)
-    try:
-        msg["From"] = sender
-        msg["To"] = to
-        msg["Subject"] = " ".join(rendered.subject.split())
-        msg["Date"] = format_datetime(datetime.fromtimestamp(now_ms / 1000, UTC))
-        msg["Message-ID"] = message_id_for(message_key, sender, domain)
-        msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
-        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        msg.set_content(_lines(rendered.text), charset="utf-8")
-        msg.add_alternative(_lines(rendered.html), subtype="html", charset="utf-8")
-        data = msg.as_bytes(policy=_WIRE)
-    except (ValueError, TypeError) as err:
-        raise InvalidMessage(f"cannot build message {message_key!r}: {err}") from err
+    if any(c in unsubscribe_url for c in "\r\n<> "):
+        raise InvalidMessage(f"cannot build message {message_key!r}: bad unsubscribe URL")
+    boundary = "=_pw_" + hashlib.sha256(message_key.encode("utf-8")).hexdigest()[:24]
+    headers = [
+        ("From", _address(sender)),
+        ("To", _address(to)),
+        ("Subject", _header_text(" ".join(rendered.subject.split()))),
+        ("Date", format_datetime(datetime.fromtimestamp(now_ms / 1000, UTC))),
+        ("Message-ID", message_id_for(message_key, sender, domain)),
+        ("List-Unsubscribe", f"<{unsubscribe_url}>"),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ("MIME-Version", "1.0"),
+        ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
+    ]
+    head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("ascii")
+    data = b"".join((
+        head, b"\r\n",
+        _part(boundary, "text/plain", rendered.text),
+        _part(boundary, "text/html", rendered.html),
+        f"--{boundary}--\r\n".encode("ascii"),
+    ))
     return dkim.sign(data) if dkim is not None else data
+
+
+def _part(boundary: str, content_type: str, body: str) -> bytes:
+    """One part; its text ends in a line break, and the CRLF after that belongs to the next
+    boundary line (RFC 2046), so the text reads back exactly."""
+    text = _lines(body)
+    if not text.endswith("\n"):
+        text += "\n"
+    encoded = quopri.encodestring(text.encode("utf-8")).replace(b"\n", b"\r\n")
+    return (f"--{boundary}\r\nContent-Type: {content_type}; charset=\"utf-8\"\r\n"
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n").encode("ascii") + \
+        encoded + b"\r\n"
+
+
+def _header_text(text: str) -> str:
+    """ASCII text as it is; anything else as RFC 2047 encoded words."""
+    if text.isascii() and not any(c in text for c in "\r\n"):
+        return text
+    return Header(text.replace("\r", " ").replace("\n", " "), "utf-8").encode()
+
+
+def _address(address: str) -> str:
+    name, addr = parseaddr(address)
+    return formataddr((name, addr), charset="utf-8")
 
 
 def _lines(text: str) -> str:
