@@ -82,6 +82,8 @@ def decode_batch(batch: batch_pb2.Batch, site: SiteSettings, limits: IngestSetti
             name, props = build(payload, strings)
         except (IndexError, _FieldError) as err:
             raise InvalidBatch(_located(i, kind, payload, strings, err)) from None
+        if kind == "purchase" and not props["currency"]:
+            props["currency"] = batch.context.currency
         if kind == "identify":
             identify = payload  # it names the user for the whole batch
             props["verified"] = bool(payload.email) and _verified(site, payload.email,
@@ -149,7 +151,7 @@ def _checkout_start(m: Any, s: list[str]) -> tuple[str, dict[str, Any]]:
 
 def _purchase(m: Any, s: list[str]) -> tuple[str, dict[str, Any]]:
     return "purchase", {"order_id": s[m.order_id], "value_minor": m.value_minor,
-                        "currency": s[m.currency], "cart_id": s[m.cart_id]}
+                        "currency": s[m.currency], "cart_id": s[m.cart_id]}  # "": the context's
 
 
 def _form(m: Any, s: list[str]) -> tuple[str, dict[str, Any]]:

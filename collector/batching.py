@@ -1,0 +1,211 @@
+"""Turning collector events into wire Batches.
+
+How this works: events are encoded as they arrive into the one open batch: its string table
+starts with the page path the host was on when the batch opened (index 0 costs nothing on the
+wire), its `base_time_ms` is the first event's time and each event's `dt_ms` is the delta from
+the one before (a clock that went back gives 0: events stay in arrival order). The open batch
+is sealed when it holds `max_events`, when the next event would push it past `max_bytes` (the
+64 KB fetch keepalive limit, counted exactly from field sizes), when its oldest event is
+`max_age_ms` old at a `tick`, or at `flush`. Sealing takes the next seq, stamps the identity
+known at that moment (repeated in every batch after identify) and the context, and puts the
+batch into the retry queue, where it stays until acked. `tick` hands out the batches sealed
+since the last hand-out; `flush` and `resend` hand out everything unacked. Every batch handed
+out gets `sent_at_ms` set to that moment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from collector.events import Event, StringTable, decode_event, encode_event
+from collector.gen.pulsewire.v1 import batch_pb2, events_pb2
+from collector.retry_queue import MAX_BATCHES, RetryQueue, Storage
+
+COLLECTOR_NAME = "python/0.1.0"
+MAX_EVENTS = 100
+MAX_AGE_MS = 5_000
+MAX_BYTES = 64 * 1024
+_UINT32_MAX = 2**32 - 1
+_INT_FIELD_MAX_BYTES = 11  # tag + a 10-byte varint: the most seq, base_time or sent_at take
+
+DeviceClass = Literal["", "desktop", "mobile", "tablet", "bot"]
+_DEVICE_CLASSES: dict[str, int] = {"": 0, "desktop": 1, "mobile": 2, "tablet": 3, "bot": 4}
+
+
+@dataclass(frozen=True, slots=True)
+class BatchContext:
+    """Facts about the device that hold for every batch."""
+
+    timezone: str = ""
+    locale: str = ""
+    viewport_width: int = 0
+    viewport_height: int = 0
+    device_class: DeviceClass = ""
+    currency: str = ""
+    collector: str = COLLECTOR_NAME
+
+    def to_wire(self) -> batch_pb2.Context:
+        return batch_pb2.Context(
+            timezone=self.timezone,
+            locale=self.locale,
+            viewport_width=self.viewport_width,
+            viewport_height=self.viewport_height,
+            device_class=_DEVICE_CLASSES[self.device_class],  # type: ignore[arg-type]
+            currency=self.currency,
+            collector=self.collector,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchLimits:
+    max_events: int = MAX_EVENTS
+    max_age_ms: int = MAX_AGE_MS
+    max_bytes: int = MAX_BYTES
+    max_queued_batches: int = MAX_BATCHES
+
+
+def _varint_len(n: int) -> int:
+    return max(1, (n.bit_length() + 6) // 7)
+
+
+def _field_len(payload_bytes: int) -> int:
+    """Bytes of a length-delimited field numbered 1-15 whose payload is `payload_bytes`."""
+    return 1 + _varint_len(payload_bytes) + payload_bytes
+
+
+class _OpenBatch:
+    def __init__(self, page_path: str, at_ms: int) -> None:
+        self.strings = StringTable(page_path)
+        self.events: list[events_pb2.Event] = []
+        self.base_time_ms = at_ms
+        self.last_ms = at_ms
+        self.body_bytes = _field_len(len(page_path.encode()))
+
+
+class Batcher:
+    def __init__(
+        self,
+        site_key: str,
+        device_id: str,
+        *,
+        context: BatchContext | None = None,
+        storage: Storage | None = None,
+        limits: BatchLimits | None = None,
+    ) -> None:
+        self.limits = limits or BatchLimits()
+        self.queue = RetryQueue(device_id, storage, cap=self.limits.max_queued_batches)
+        self.oversize_events = 0
+        self._site_key = site_key
+        self._device_id = device_id
+        self._context = (context or BatchContext()).to_wire()
+        self._identity = batch_pb2.Identity()
+        self._open: _OpenBatch | None = None
+        self._unsent: list[int] = []
+
+    def set_identity(self, user_id: str, email: str, signature: str) -> None:
+        self._identity = batch_pb2.Identity(user_id=user_id, email=email, signature=signature)
+
+    def add(self, event: Event, page_path: str) -> None:
+        if self._open is not None and event.at_ms - self._open.last_ms > _UINT32_MAX:
+            self._seal()
+        if self._open is None:
+            self._open = _OpenBatch(page_path, event.at_ms)
+        if not self._append(self._open, event):
+            self._seal()
+            self._open = _OpenBatch(page_path, event.at_ms)
+            if not self._append(self._open, event):
+                self._open = None
+                self.oversize_events += 1
+                return
+        if len(self._open.events) >= self.limits.max_events:
+            self._seal()
+
+    def next_deadline_ms(self) -> int | None:
+        """When the open batch becomes due; None when nothing is buffered."""
+        if self._open is None:
+            return None
+        return self._open.base_time_ms + self.limits.max_age_ms
+
+    def tick(self, now_ms: int) -> list[batch_pb2.Batch]:
+        deadline = self.next_deadline_ms()
+        if deadline is not None and now_ms >= deadline:
+            self._seal()
+        batches = [b for seq in self._unsent if (b := self.queue.get(seq)) is not None]
+        self._unsent.clear()
+        return [self._stamped(b, now_ms) for b in batches]
+
+    def flush(self, now_ms: int) -> list[batch_pb2.Batch]:
+        self._seal()
+        return self.resend(now_ms)
+
+    def resend(self, now_ms: int) -> list[batch_pb2.Batch]:
+        self._unsent.clear()
+        return [self._stamped(b, now_ms) for b in self.queue.pending()]
+
+    def ack(self, seq: int) -> bool:
+        return self.queue.ack(seq)
+
+    def pending(self) -> list[batch_pb2.Batch]:
+        return self.queue.pending()
+
+    def _append(self, batch: _OpenBatch, event: Event) -> bool:
+        """Encode `event` into `batch` unless that would pass the byte cap."""
+        strings_before = len(batch.strings)
+        wire = encode_event(event, batch.strings)
+        wire.dt_ms = max(0, event.at_ms - batch.last_ms)
+        added = _field_len(wire.ByteSize()) + sum(
+            _field_len(len(s.encode())) for s in batch.strings.strings[strings_before:]
+        )
+        if self._header_bytes() + batch.body_bytes + added > self.limits.max_bytes:
+            batch.strings.truncate(strings_before)
+            return False
+        batch.events.append(wire)
+        batch.body_bytes += added
+        batch.last_ms = max(batch.last_ms, event.at_ms)
+        return True
+
+    def _header_bytes(self) -> int:
+        head = batch_pb2.Batch(
+            site_key=self._site_key,
+            device_id=self._device_id,
+            identity=self._identity,
+            context=self._context,
+        )
+        return int(head.ByteSize()) + 3 * _INT_FIELD_MAX_BYTES
+
+    def _seal(self) -> None:
+        batch, self._open = self._open, None
+        if batch is None or not batch.events:
+            return
+        sealed = batch_pb2.Batch(
+            site_key=self._site_key,
+            device_id=self._device_id,
+            seq=self.queue.next_seq(),
+            base_time_ms=batch.base_time_ms,
+            strings=batch.strings.strings,
+            events=batch.events,
+            context=self._context,
+        )
+        if self._identity.ByteSize():
+            sealed.identity.CopyFrom(self._identity)
+        self.queue.push(sealed)
+        self._unsent.append(sealed.seq)
+
+    @staticmethod
+    def _stamped(batch: batch_pb2.Batch, now_ms: int) -> batch_pb2.Batch:
+        batch.sent_at_ms = now_ms
+        out = batch_pb2.Batch()
+        out.CopyFrom(batch)
+        return out
+
+
+def decode_batch(batch: batch_pb2.Batch) -> list[Event]:
+    """The collector events a batch carries, with absolute times (the inverse of batching)."""
+    strings = list(batch.strings)
+    at_ms = int(batch.base_time_ms)
+    out: list[Event] = []
+    for wire in batch.events:
+        at_ms += wire.dt_ms
+        out.append(decode_event(wire, strings, at_ms))
+    return out
