@@ -75,8 +75,8 @@ async def _send_all(port: int, batches: dict[tuple[str, int], object],
 
         async for ack in stub.Stream(requests()):
             assert ack.rejection.code == 0, ack
-            device = next(d for (d, s) in batches if s == ack.seq and (d, s) not in acked)
-            acked.add((device, ack.seq))
+            assert (ack.device_id, ack.seq) in batches
+            acked.add((ack.device_id, ack.seq))
             if stop_after is not None and len(acked) >= stop_after:
                 return
 

@@ -114,7 +114,9 @@ def test_a_stream_answers_every_batch_and_goes_on_past_bad_ones(tmp_path: Path) 
                              grpc.StatusCode.RESOURCE_EXHAUSTED.value[0],
                              grpc.StatusCode.UNAUTHENTICATED.value[0]]
             accepted = [a for a in acks if a.rejection.code == 0]
-            assert sorted((a.seq, a.accepted) for a in accepted) == [(1, 1), (2, 1)]
+            assert sorted((a.device_id, a.seq, a.accepted) for a in accepted) == [
+                ("dev-good", 1, 1), ("dev-good", 2, 1)]
+            assert {a.device_id for a in acks} == {"dev-good", "dev-x", "dev-y", "dev-z"}
 
     asyncio.run(scenario())
 

@@ -71,16 +71,18 @@ class Context(_message.Message):
     def __init__(self, timezone: _Optional[str] = ..., locale: _Optional[str] = ..., viewport_width: _Optional[int] = ..., viewport_height: _Optional[int] = ..., device_class: _Optional[_Union[Context.DeviceClass, str]] = ..., currency: _Optional[str] = ..., collector: _Optional[str] = ...) -> None: ...
 
 class Ack(_message.Message):
-    __slots__ = ("seq", "accepted", "duplicate", "rejection")
+    __slots__ = ("seq", "accepted", "duplicate", "rejection", "device_id")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     REJECTION_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     seq: int
     accepted: int
     duplicate: bool
     rejection: Rejection
-    def __init__(self, seq: _Optional[int] = ..., accepted: _Optional[int] = ..., duplicate: _Optional[bool] = ..., rejection: _Optional[_Union[Rejection, _Mapping]] = ...) -> None: ...
+    device_id: str
+    def __init__(self, seq: _Optional[int] = ..., accepted: _Optional[int] = ..., duplicate: _Optional[bool] = ..., rejection: _Optional[_Union[Rejection, _Mapping]] = ..., device_id: _Optional[str] = ...) -> None: ...
 
 class Rejection(_message.Message):
     __slots__ = ("code", "message")

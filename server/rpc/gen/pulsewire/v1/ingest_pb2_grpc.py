@@ -61,7 +61,8 @@ class IngestServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Stream(self, request_iterator, context):
-        """Sends batches over one long-lived call; one Ack per batch, in commit order, matched by seq.
+        """Sends batches over one long-lived call; one Ack per batch, in commit order, matched by
+        (device_id, seq).
         A refused batch gets an Ack with a Rejection and the stream carries on.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
