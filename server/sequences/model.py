@@ -12,6 +12,7 @@ Durations are strings with a unit ("60m", "7d"); inside the model they are milli
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -136,13 +137,18 @@ class EntryWhere(_Strict):
 
 # Discriminator tags are spelled with "=" so they can never be mistaken for a key when an
 # error's location is walked back to its line (loading.py).
-def _condition_kind(value: Any) -> str | None:
-    if isinstance(value, dict):
-        for kind in ("segment", "entry_where"):
-            if kind in value:
-                return f"={kind}"
-        return "=event"
-    return None
+def _tag_by_key(keys: tuple[str, ...], default: str) -> Callable[[Any], str | None]:
+    """A mapping's kind: the first of `keys` it has, else `default`; None for a non-mapping."""
+
+    def kind(value: Any) -> str | None:
+        if not isinstance(value, dict):
+            return None
+        return "=" + next((k for k in keys if k in value), default)
+
+    return kind
+
+
+_condition_kind = _tag_by_key(("segment", "entry_where"), "event")
 
 
 Condition = Annotated[
@@ -189,13 +195,7 @@ class InactivityEntry(_Strict):
     inactive: Inactivity
 
 
-def _entry_kind(value: Any) -> str | None:
-    if isinstance(value, dict):
-        for kind in ("segment", "inactive"):
-            if kind in value:
-                return f"={kind}"
-        return "=event"
-    return None
+_entry_kind = _tag_by_key(("segment", "inactive"), "event")
 
 
 Entry = Annotated[

@@ -156,3 +156,15 @@ async def eventually(check: Callable[[], Any], timeout_s: float = 10.0) -> Any:
         if loop.time() > deadline:
             raise AssertionError(f"not true within {timeout_s} s: {check}")
         await asyncio.sleep(0.02)
+
+
+async def rows(app: App, query: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+    """The rows a query gives, over every shard of the running server."""
+    return [row for shard in app.shards for row in await shard.read(query, tuple(params))]
+
+
+async def stat(app: App, counter: str) -> int:
+    """A counter (entered, sent, suppressed:<reason>, ...) summed over sequences and shards."""
+    found = await rows(app, "SELECT coalesce(sum(n), 0) FROM stats WHERE counter = ?",
+                       (counter,))
+    return sum(n for (n,) in found)

@@ -14,6 +14,7 @@ from harness import (
     ingest_client,
     server,
     settings_for,
+    stat,
     write_sequences,
 )
 
@@ -32,9 +33,6 @@ class NoSuchUser:
         return "550 5.1.1 No such user"
 
 
-async def _stat(app, counter: str) -> int:
-    return sum([(await s.read("SELECT coalesce(sum(n), 0) FROM stats WHERE counter = ?",
-                              (counter,)))[0][0] for s in app.shards])
 
 
 def test_a_hard_bounce_stops_all_mail_to_the_user(tmp_path: Path) -> None:
@@ -48,14 +46,14 @@ def test_a_hard_bounce_stops_all_mail_to_the_user(tmp_path: Path) -> None:
                 await client.Send(builder.batch(T0, [(T0, "cart_add", {"cart_id": "c1"})],
                                                 email="gone@example.com"))
                 clock.advance(HOUR)
-                await eventually(lambda: _stat(app, "dead"))
+                await eventually(lambda: stat(app, "dead"))
                 at = clock.now_ms() + 1
                 clock.set(at)
                 await client.Send(builder.batch(at, [(at, "cart_add", {"cart_id": "c2"})],
                                                 email="gone@example.com"))
                 clock.advance(HOUR)
-                assert await eventually(lambda: _stat(app, "suppressed:bounced")) == 1
-                assert await _stat(app, "sent") == 1  # the first decision; nothing after it
+                assert await eventually(lambda: stat(app, "suppressed:bounced")) == 1
+                assert await stat(app, "sent") == 1  # the first decision; nothing after it
 
     asyncio.run(scenario())
 

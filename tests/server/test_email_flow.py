@@ -16,6 +16,7 @@ from harness import (
     ingest_client,
     server,
     settings_for,
+    stat,
     write_sequences,
 )
 
@@ -41,12 +42,6 @@ def _settings(tmp_path: Path, smtp_port: int):
     return settings
 
 
-async def _stat(app, counter: str) -> int:
-    total = 0
-    for shard in app.shards:
-        total += (await shard.read("SELECT coalesce(sum(n), 0) FROM stats WHERE counter = ?",
-                                   (counter,)))[0][0]
-    return total
 
 
 def _fetch(url: str, data: bytes | None = None) -> tuple[int, str, bytes]:
@@ -101,7 +96,7 @@ def test_an_abandoned_cart_gets_its_reminder_with_working_links(tmp_path: Path) 
                 assert {status for status, _, _ in answers} == {302}
                 forged = links[0][:-3] + ("AAA" if not links[0].endswith("AAA") else "BBB")
                 assert (await asyncio.to_thread(_fetch, forged))[0] == 404
-                await eventually(lambda: _stat(app, "clicked"))
+                await eventually(lambda: stat(app, "clicked"))
                 unsubscribe = message["List-Unsubscribe"].strip("<>").replace(settings_url, base)
                 status, _, _ = await asyncio.to_thread(
                     _fetch, unsubscribe, b"List-Unsubscribe=One-Click")
@@ -128,10 +123,10 @@ def test_a_purchase_before_the_timeout_sends_nothing(tmp_path: Path) -> None:
                 (T0 + 30 * MINUTE, "purchase", {"order_id": "o1", "cart_id": "c1"})],
                 email="bob@example.com"))
             clock.advance(120 * MINUTE)
-            await eventually(lambda: _stat(app, "exited"))
+            await eventually(lambda: stat(app, "exited"))
             await asyncio.sleep(0.3)
             assert catcher.messages == []
-            assert await _stat(app, "sent") == 0
+            assert await stat(app, "sent") == 0
 
     asyncio.run(scenario())
 
@@ -146,7 +141,7 @@ def test_an_unsigned_identify_is_never_mailed_and_counts_as_unverified(tmp_path:
                 T0, [(T0, "cart_add", {"cart_id": "c1"})], email="eve@example.com",
                 signed=False))
             clock.advance(61 * MINUTE)
-            await eventually(lambda: _stat(app, "suppressed:unverified"))
+            await eventually(lambda: stat(app, "suppressed:unverified"))
             await asyncio.sleep(0.3)
             assert catcher.messages == []
 
@@ -168,11 +163,11 @@ def test_a_purchase_within_a_week_of_the_email_counts_as_converted(tmp_path: Pat
             clock.set(at)
             await client.Send(builder.batch(at, [(at, "purchase", {"order_id": "o1"})],
                                             email="cat@example.com"))
-            assert await _stat(app, "converted") == 1
+            assert await stat(app, "converted") == 1
             at += 86_400_000
             clock.set(at)
             await client.Send(builder.batch(at, [(at, "purchase", {"order_id": "o2"})],
                                             email="cat@example.com"))
-            assert await _stat(app, "converted") == 1  # one email, one conversion
+            assert await stat(app, "converted") == 1  # one email, one conversion
 
     asyncio.run(scenario())

@@ -5,7 +5,15 @@ later anonymous batches from that device reach the user."""
 import asyncio
 from pathlib import Path
 
-from harness import BatchBuilder, eventually, ingest_client, server, settings_for, write_sequences
+from harness import (
+    BatchBuilder,
+    eventually,
+    ingest_client,
+    rows,
+    server,
+    settings_for,
+    write_sequences,
+)
 
 from server.clock import ManualClock
 
@@ -22,8 +30,6 @@ INTERESTED_CART = """
 """
 
 
-async def _rows(app, query: str, params=()) -> list:
-    return [row for shard in app.shards for row in await shard.read(query, params)]
 
 
 def test_anonymous_signals_count_after_identify_and_the_device_forwards(tmp_path: Path) -> None:
@@ -35,18 +41,18 @@ def test_anonymous_signals_count_after_identify_and_the_device_forwards(tmp_path
             for minute in (1, 2):
                 at = T0 + minute * 60_000
                 await client.Send(device.batch(at, [(at, "product_view", {"sku": "s1"})]))
-            assert [r[0] for r in await _rows(app, "SELECT key FROM users")] == ["d:phone-1"]
+            assert [r[0] for r in await rows(app, "SELECT key FROM users")] == ["d:phone-1"]
             at = T0 + 3 * 60_000
             await client.Send(device.batch(at, [(at, "cart_add", {"cart_id": "c1"})],
                                            email="ann@example.com"))
-            await eventually(lambda: _rows(app, "SELECT 1 FROM outbox"))
-            assert [r[0] for r in await _rows(app, "SELECT key FROM users")] == [
+            await eventually(lambda: rows(app, "SELECT 1 FROM outbox"))
+            assert [r[0] for r in await rows(app, "SELECT key FROM users")] == [
                 "e:ann@example.com"]
-            assert await _rows(app, "SELECT alias, key FROM aliases") == [
+            assert await rows(app, "SELECT alias, key FROM aliases") == [
                 ("d:phone-1", "e:ann@example.com")]
             at = T0 + 4 * 60_000
             await client.Send(device.batch(at, [(at, "page_view", {"path": "/later"})]))
-            assert [r[0] for r in await _rows(app, "SELECT key FROM users")] == [
+            assert [r[0] for r in await rows(app, "SELECT key FROM users")] == [
                 "e:ann@example.com"]
 
     asyncio.run(scenario())
@@ -60,6 +66,6 @@ def test_without_the_anonymous_history_the_condition_does_not_hold(tmp_path: Pat
             await client.Send(BatchBuilder("phone-2").batch(
                 at, [(at, "cart_add", {"cart_id": "c1"})], email="bob@example.com"))
             await asyncio.sleep(0.2)
-            assert await _rows(app, "SELECT 1 FROM outbox") == []
+            assert await rows(app, "SELECT 1 FROM outbox") == []
 
     asyncio.run(scenario())

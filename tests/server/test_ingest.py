@@ -12,6 +12,7 @@ from harness import (
     ingest_client,
     server,
     settings_for,
+    stat,
     write_sequences,
 )
 
@@ -22,13 +23,6 @@ def _settings(tmp_path: Path, **env: str):
     return settings_for(tmp_path, write_sequences(tmp_path / "seq", CART_RECOVERY), **env)
 
 
-async def _stats(app, counter: str) -> int:
-    total = 0
-    for shard in app.shards:
-        rows = await shard.read("SELECT coalesce(sum(n), 0) FROM stats WHERE counter = ?",
-                                (counter,))
-        total += rows[0][0]
-    return total
 
 
 def test_the_same_batch_sent_three_times_is_applied_once(tmp_path: Path) -> None:
@@ -39,7 +33,7 @@ def test_the_same_batch_sent_three_times_is_applied_once(tmp_path: Path) -> None
             acks = [await client.Send(batch) for _ in range(3)]
             assert [(a.seq, a.accepted, a.duplicate) for a in acks] == [
                 (1, 1, False), (1, 0, True), (1, 0, True)]
-            assert await _stats(app, "entered") == 1
+            assert await stat(app, "entered") == 1
 
     asyncio.run(scenario())
 
