@@ -142,7 +142,8 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
                             on_rejected=lambda reason: metrics.batches_rejected.labels(
                                 reason).inc(),
                             on_accepted=metrics.events_in.inc)
-        admin = AdminActions(app.shards, app.reload, clock.now_ms)
+        admin = AdminActions(app.shards, app.reload, clock.now_ms,
+                             lambda: app.engine.rules.descriptions)
         app.grpc_port = await _start_grpc(stack, settings, ingestor, admin)
         app.signer = LinkSigner(link_secret(settings.server.link_secret, data_dir))
         app.templates = load_templates(settings, data_dir)

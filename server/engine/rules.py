@@ -69,6 +69,7 @@ class Tracker:
     match: Predicate
     keep: int
     horizon_ms: int  # older timestamps can no longer make any condition hold
+    description: str  # the event and its filter, for people
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +199,7 @@ class Rules:
     plans: Mapping[str, EventPlan]  # an event name absent here changes nothing but timers
     entries_by_segment: Mapping[str, tuple[SequenceRules, ...]]
     horizons_ms: Mapping[str, int]  # tracker id -> how long its timestamps matter
+    descriptions: Mapping[str, str]  # tracker id -> the event and its filter
     keeps: Mapping[str, int]  # tracker id -> how many timestamps it keeps
     longest_cap_ms: int
 
@@ -220,7 +222,7 @@ class _TrackerTable:
 
     def trackers(self) -> list[Tracker]:
         return [
-            Tracker(ident, event, compile_where(where), keep, horizon)
+            Tracker(ident, event, compile_where(where), keep, horizon, _describe(event, where))
             for ident, (event, where, keep, horizon) in sorted(self.specs.items())
         ]
 
@@ -231,6 +233,13 @@ def _fingerprint(event: str, where: Mapping[str, Match]) -> str:
         [event, {k: _plain(v) for k, v in sorted(where.items())}], sort_keys=True, default=str
     )
     return hashlib.blake2b(canonical.encode(), digest_size=6).hexdigest()
+
+
+def _describe(event: str, where: Mapping[str, Match]) -> str:
+    if not where:
+        return event
+    plain = {k: _plain(v) for k, v in sorted(where.items())}
+    return f"{event} where {json.dumps(plain, sort_keys=True, default=str)}"
 
 
 def _plain(value: Match) -> Any:
@@ -303,6 +312,7 @@ def compile_rules(sequence_set: SequenceSet) -> Rules:
         plans=plans,
         entries_by_segment=_group(ordered, lambda s: [s.entry_segment] if s.entry_segment else []),
         horizons_ms={t.id: t.horizon_ms for t in trackers},
+        descriptions={t.id: t.description for t in trackers},
         keeps={t.id: t.keep for t in trackers},
         longest_cap_ms=max((c.per_ms for c in unique_caps), default=0),
     )

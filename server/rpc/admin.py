@@ -4,7 +4,7 @@ token as "authorization: Bearer TOKEN" metadata; with no token configured, admin
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import grpc
@@ -28,10 +28,12 @@ class AdminActions:
     """What the admin calls do, given the running app's pieces."""
 
     def __init__(self, shards: list[Shard], reload: Callable[[], list[str]],
-                 now_ms: Callable[[], int]) -> None:
+                 now_ms: Callable[[], int],
+                 signal_names: Callable[[], Mapping[str, str]] = dict) -> None:
         self.shards = shards
         self.reload = reload
         self.now_ms = now_ms
+        self.signal_names = signal_names  # tracker id -> description, of the running set
 
     async def find_users(self, who: str) -> list[tuple[Shard, tuple[Any, ...]]]:
         """Users named by a routing key, a user id, an email or a device id."""
@@ -62,6 +64,10 @@ class AdminActions:
         view.devices.extend(device for (device,) in await shard.read(
             "SELECT DISTINCT device FROM dedup WHERE user_key = ? AND device NOT LIKE 'm:%'"
             " ORDER BY device", (key,)))
+        names = self.signal_names()
+        for tracker, stamps in sorted(engine_state.signals.items()):
+            view.aggregates.add(signal=names.get(tracker, f"signal {tracker} (no longer loaded)"),
+                                at_ms=stamps)
         for inst in engine_state.instances:
             view.instances.add(sequence=inst.sequence, key=inst.key, step=inst.step,
                                due_ms=inst.due_ms or 0)

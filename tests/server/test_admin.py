@@ -176,3 +176,30 @@ def test_the_admin_command_line_talks_to_a_running_server(tmp_path: Path, capsys
     assert '"sequence": "cart-recovery"' in out and '"entered": "1"' in out
     assert '"email": "ann@example.com"' in out
     assert "UNAUTHENTICATED" in err and TOKEN not in out + err
+
+
+def test_the_user_view_shows_the_aggregates_conditions_read(tmp_path: Path) -> None:
+    deep_reader = """
+        id: deep-reader
+        entry:
+          event: cart_add
+          if: [{event: scroll, where: {depth_pct: {gte: 70}}, within: 30m, at_least: 2}]
+        steps: [{send: {template: cart-reminder}}]
+    """
+
+    async def scenario() -> None:
+        settings = settings_for(tmp_path, write_sequences(tmp_path / "seq", deep_reader),
+                                PULSEWIRE_SERVER__OPERATOR_TOKEN=TOKEN)
+        async with server(settings, ManualClock(T0 + 10)) as app, ingest_client(app) as client:
+            await client.Send(BatchBuilder().batch(T0, [
+                (T0, "scroll", {"path": "/p", "depth_pct": 50}),
+                (T0 + 1, "scroll", {"path": "/p", "depth_pct": 75}),
+                (T0 + 2, "scroll", {"path": "/p", "depth_pct": 90})], email="ann@example.com"))
+            channel, admin = await _admin(app)
+            async with channel:
+                view = await admin.GetUser(admin_pb2.GetUserRequest(user="ann@example.com"),
+                                           metadata=AUTH)
+            assert [(a.signal, list(a.at_ms)) for a in view.aggregates] == [
+                ('scroll where {"depth_pct": {"gte": 70.0}}', [T0 + 1, T0 + 2])]
+
+    asyncio.run(scenario())

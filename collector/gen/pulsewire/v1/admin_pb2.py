@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18pulsewire/v1/admin.proto\x12\x0cpulsewire.v1\"\x18\n\x16ReloadSequencesRequest\",\n\x17ReloadSequencesResponse\x12\x11\n\tsequences\x18\x01 \x03(\t\"\x1e\n\x0eGetUserRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\"\xcf\x01\n\x08UserView\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x16\n\x0e\x65mail_verified\x18\x03 \x01(\x08\x12\x12\n\nsuppressed\x18\x04 \x01(\x08\x12\x10\n\x08timezone\x18\x05 \x01(\t\x12\x0f\n\x07\x64\x65vices\x18\x06 \x03(\t\x12-\n\tinstances\x18\x07 \x03(\x0b\x32\x1a.pulsewire.v1.InstanceView\x12%\n\x05sends\x18\x08 \x03(\x0b\x32\x16.pulsewire.v1.SendView\"K\n\x0cInstanceView\x12\x10\n\x08sequence\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\r\x12\x0e\n\x06\x64ue_ms\x18\x04 \x01(\x03\"]\n\x08SendView\x12\x10\n\x08sequence\x18\x01 \x01(\t\x12\x10\n\x08template\x18\x02 \x01(\t\x12\r\n\x05\x61t_ms\x18\x03 \x01(\x03\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"4\n\x0fSuppressRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x12\n\nsuppressed\x18\x02 \x01(\x08\"\x12\n\x10SuppressResponse\" \n\x10\x45raseUserRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\")\n\x11\x45raseUserResponse\x12\x14\n\x0crows_removed\x18\x01 \x01(\x04\"\x0e\n\x0cStatsRequest\"?\n\rStatsResponse\x12.\n\tsequences\x18\x01 \x03(\x0b\x32\x1b.pulsewire.v1.SequenceStats\"j\n\rSequenceStats\x12\x10\n\x08sequence\x18\x01 \x01(\t\x12\x0f\n\x07\x65ntered\x18\x02 \x01(\x04\x12\x0e\n\x06\x65xited\x18\x03 \x01(\x04\x12&\n\x05steps\x18\x04 \x03(\x0b\x32\x17.pulsewire.v1.StepStats\"\xcb\x01\n\tStepStats\x12\x0c\n\x04step\x18\x01 \x01(\r\x12\x0c\n\x04sent\x18\x02 \x01(\x04\x12;\n\nsuppressed\x18\x03 \x03(\x0b\x32\'.pulsewire.v1.StepStats.SuppressedEntry\x12\x0e\n\x06opened\x18\x04 \x01(\x04\x12\x0f\n\x07\x63licked\x18\x05 \x01(\x04\x12\x11\n\tconverted\x18\x06 \x01(\x04\x1a\x31\n\x0fSuppressedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\x83\x03\n\x05\x41\x64min\x12^\n\x0fReloadSequences\x12$.pulsewire.v1.ReloadSequencesRequest\x1a%.pulsewire.v1.ReloadSequencesResponse\x12?\n\x07GetUser\x12\x1c.pulsewire.v1.GetUserRequest\x1a\x16.pulsewire.v1.UserView\x12I\n\x08Suppress\x12\x1d.pulsewire.v1.SuppressRequest\x1a\x1e.pulsewire.v1.SuppressResponse\x12L\n\tEraseUser\x12\x1e.pulsewire.v1.EraseUserRequest\x1a\x1f.pulsewire.v1.EraseUserResponse\x12@\n\x05Stats\x12\x1a.pulsewire.v1.StatsRequest\x1a\x1b.pulsewire.v1.StatsResponseB,\n\x10\x64\x65v.pulsewire.v1Z\x18pulsewire/v1;pulsewirev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18pulsewire/v1/admin.proto\x12\x0cpulsewire.v1\"\x18\n\x16ReloadSequencesRequest\",\n\x17ReloadSequencesResponse\x12\x11\n\tsequences\x18\x01 \x03(\t\"\x1e\n\x0eGetUserRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\"\x80\x02\n\x08UserView\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x16\n\x0e\x65mail_verified\x18\x03 \x01(\x08\x12\x12\n\nsuppressed\x18\x04 \x01(\x08\x12\x10\n\x08timezone\x18\x05 \x01(\t\x12\x0f\n\x07\x64\x65vices\x18\x06 \x03(\t\x12-\n\tinstances\x18\x07 \x03(\x0b\x32\x1a.pulsewire.v1.InstanceView\x12%\n\x05sends\x18\x08 \x03(\x0b\x32\x16.pulsewire.v1.SendView\x12/\n\naggregates\x18\t \x03(\x0b\x32\x1b.pulsewire.v1.AggregateView\".\n\rAggregateView\x12\x0e\n\x06signal\x18\x01 \x01(\t\x12\r\n\x05\x61t_ms\x18\x02 \x03(\x03\"K\n\x0cInstanceView\x12\x10\n\x08sequence\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0c\n\x04step\x18\x03 \x01(\r\x12\x0e\n\x06\x64ue_ms\x18\x04 \x01(\x03\"]\n\x08SendView\x12\x10\n\x08sequence\x18\x01 \x01(\t\x12\x10\n\x08template\x18\x02 \x01(\t\x12\r\n\x05\x61t_ms\x18\x03 \x01(\x03\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"4\n\x0fSuppressRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x12\n\nsuppressed\x18\x02 \x01(\x08\"\x12\n\x10SuppressResponse\" \n\x10\x45raseUserRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\")\n\x11\x45raseUserResponse\x12\x14\n\x0crows_removed\x18\x01 \x01(\x04\"\x0e\n\x0cStatsRequest\"?\n\rStatsResponse\x12.\n\tsequences\x18\x01 \x03(\x0b\x32\x1b.pulsewire.v1.SequenceStats\"j\n\rSequenceStats\x12\x10\n\x08sequence\x18\x01 \x01(\t\x12\x0f\n\x07\x65ntered\x18\x02 \x01(\x04\x12\x0e\n\x06\x65xited\x18\x03 \x01(\x04\x12&\n\x05steps\x18\x04 \x03(\x0b\x32\x17.pulsewire.v1.StepStats\"\xcb\x01\n\tStepStats\x12\x0c\n\x04step\x18\x01 \x01(\r\x12\x0c\n\x04sent\x18\x02 \x01(\x04\x12;\n\nsuppressed\x18\x03 \x03(\x0b\x32\'.pulsewire.v1.StepStats.SuppressedEntry\x12\x0e\n\x06opened\x18\x04 \x01(\x04\x12\x0f\n\x07\x63licked\x18\x05 \x01(\x04\x12\x11\n\tconverted\x18\x06 \x01(\x04\x1a\x31\n\x0fSuppressedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x32\x83\x03\n\x05\x41\x64min\x12^\n\x0fReloadSequences\x12$.pulsewire.v1.ReloadSequencesRequest\x1a%.pulsewire.v1.ReloadSequencesResponse\x12?\n\x07GetUser\x12\x1c.pulsewire.v1.GetUserRequest\x1a\x16.pulsewire.v1.UserView\x12I\n\x08Suppress\x12\x1d.pulsewire.v1.SuppressRequest\x1a\x1e.pulsewire.v1.SuppressResponse\x12L\n\tEraseUser\x12\x1e.pulsewire.v1.EraseUserRequest\x1a\x1f.pulsewire.v1.EraseUserResponse\x12@\n\x05Stats\x12\x1a.pulsewire.v1.StatsRequest\x1a\x1b.pulsewire.v1.StatsResponseB,\n\x10\x64\x65v.pulsewire.v1Z\x18pulsewire/v1;pulsewirev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,29 +41,31 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETUSERREQUEST']._serialized_start=114
   _globals['_GETUSERREQUEST']._serialized_end=144
   _globals['_USERVIEW']._serialized_start=147
-  _globals['_USERVIEW']._serialized_end=354
-  _globals['_INSTANCEVIEW']._serialized_start=356
-  _globals['_INSTANCEVIEW']._serialized_end=431
-  _globals['_SENDVIEW']._serialized_start=433
-  _globals['_SENDVIEW']._serialized_end=526
-  _globals['_SUPPRESSREQUEST']._serialized_start=528
-  _globals['_SUPPRESSREQUEST']._serialized_end=580
-  _globals['_SUPPRESSRESPONSE']._serialized_start=582
-  _globals['_SUPPRESSRESPONSE']._serialized_end=600
-  _globals['_ERASEUSERREQUEST']._serialized_start=602
-  _globals['_ERASEUSERREQUEST']._serialized_end=634
-  _globals['_ERASEUSERRESPONSE']._serialized_start=636
-  _globals['_ERASEUSERRESPONSE']._serialized_end=677
-  _globals['_STATSREQUEST']._serialized_start=679
-  _globals['_STATSREQUEST']._serialized_end=693
-  _globals['_STATSRESPONSE']._serialized_start=695
-  _globals['_STATSRESPONSE']._serialized_end=758
-  _globals['_SEQUENCESTATS']._serialized_start=760
-  _globals['_SEQUENCESTATS']._serialized_end=866
-  _globals['_STEPSTATS']._serialized_start=869
-  _globals['_STEPSTATS']._serialized_end=1072
-  _globals['_STEPSTATS_SUPPRESSEDENTRY']._serialized_start=1023
-  _globals['_STEPSTATS_SUPPRESSEDENTRY']._serialized_end=1072
-  _globals['_ADMIN']._serialized_start=1075
-  _globals['_ADMIN']._serialized_end=1462
+  _globals['_USERVIEW']._serialized_end=403
+  _globals['_AGGREGATEVIEW']._serialized_start=405
+  _globals['_AGGREGATEVIEW']._serialized_end=451
+  _globals['_INSTANCEVIEW']._serialized_start=453
+  _globals['_INSTANCEVIEW']._serialized_end=528
+  _globals['_SENDVIEW']._serialized_start=530
+  _globals['_SENDVIEW']._serialized_end=623
+  _globals['_SUPPRESSREQUEST']._serialized_start=625
+  _globals['_SUPPRESSREQUEST']._serialized_end=677
+  _globals['_SUPPRESSRESPONSE']._serialized_start=679
+  _globals['_SUPPRESSRESPONSE']._serialized_end=697
+  _globals['_ERASEUSERREQUEST']._serialized_start=699
+  _globals['_ERASEUSERREQUEST']._serialized_end=731
+  _globals['_ERASEUSERRESPONSE']._serialized_start=733
+  _globals['_ERASEUSERRESPONSE']._serialized_end=774
+  _globals['_STATSREQUEST']._serialized_start=776
+  _globals['_STATSREQUEST']._serialized_end=790
+  _globals['_STATSRESPONSE']._serialized_start=792
+  _globals['_STATSRESPONSE']._serialized_end=855
+  _globals['_SEQUENCESTATS']._serialized_start=857
+  _globals['_SEQUENCESTATS']._serialized_end=963
+  _globals['_STEPSTATS']._serialized_start=966
+  _globals['_STEPSTATS']._serialized_end=1169
+  _globals['_STEPSTATS_SUPPRESSEDENTRY']._serialized_start=1120
+  _globals['_STEPSTATS_SUPPRESSEDENTRY']._serialized_end=1169
+  _globals['_ADMIN']._serialized_start=1172
+  _globals['_ADMIN']._serialized_end=1559
 # @@protoc_insertion_point(module_scope)

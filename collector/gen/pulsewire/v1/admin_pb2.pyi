@@ -23,7 +23,7 @@ class GetUserRequest(_message.Message):
     def __init__(self, user: _Optional[str] = ...) -> None: ...
 
 class UserView(_message.Message):
-    __slots__ = ("user_id", "email", "email_verified", "suppressed", "timezone", "devices", "instances", "sends")
+    __slots__ = ("user_id", "email", "email_verified", "suppressed", "timezone", "devices", "instances", "sends", "aggregates")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     EMAIL_FIELD_NUMBER: _ClassVar[int]
     EMAIL_VERIFIED_FIELD_NUMBER: _ClassVar[int]
@@ -32,6 +32,7 @@ class UserView(_message.Message):
     DEVICES_FIELD_NUMBER: _ClassVar[int]
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
     SENDS_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATES_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     email: str
     email_verified: bool
@@ -40,7 +41,16 @@ class UserView(_message.Message):
     devices: _containers.RepeatedScalarFieldContainer[str]
     instances: _containers.RepeatedCompositeFieldContainer[InstanceView]
     sends: _containers.RepeatedCompositeFieldContainer[SendView]
-    def __init__(self, user_id: _Optional[str] = ..., email: _Optional[str] = ..., email_verified: _Optional[bool] = ..., suppressed: _Optional[bool] = ..., timezone: _Optional[str] = ..., devices: _Optional[_Iterable[str]] = ..., instances: _Optional[_Iterable[_Union[InstanceView, _Mapping]]] = ..., sends: _Optional[_Iterable[_Union[SendView, _Mapping]]] = ...) -> None: ...
+    aggregates: _containers.RepeatedCompositeFieldContainer[AggregateView]
+    def __init__(self, user_id: _Optional[str] = ..., email: _Optional[str] = ..., email_verified: _Optional[bool] = ..., suppressed: _Optional[bool] = ..., timezone: _Optional[str] = ..., devices: _Optional[_Iterable[str]] = ..., instances: _Optional[_Iterable[_Union[InstanceView, _Mapping]]] = ..., sends: _Optional[_Iterable[_Union[SendView, _Mapping]]] = ..., aggregates: _Optional[_Iterable[_Union[AggregateView, _Mapping]]] = ...) -> None: ...
+
+class AggregateView(_message.Message):
+    __slots__ = ("signal", "at_ms")
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    signal: str
+    at_ms: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, signal: _Optional[str] = ..., at_ms: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class InstanceView(_message.Message):
     __slots__ = ("sequence", "key", "step", "due_ms")
