@@ -70,7 +70,7 @@ def load_file(path: Path) -> Sequence | Segment:
 
 def load_paths(paths: Iterable[Path]) -> tuple[SequenceSet, dict[str, Path]]:
     """A whole set from files and directories (their *.yaml, *.yml, *.json, sorted by path,
-    subdirectories included).
+    subdirectories included; *.schema.json files, such as the editors' schema, are not read).
 
     Returns the set and the file each sequence or segment id came from. Raises InvalidSequence
     with every problem of every file, and of the set as a whole (duplicate ids, references to
@@ -113,8 +113,8 @@ def _expand(paths: Iterable[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*")
-                                if p.suffix in SEQUENCE_SUFFIXES and p.is_file()))
+            files.extend(sorted(p for p in path.rglob("*") if p.suffix in SEQUENCE_SUFFIXES
+                                and not p.name.endswith(".schema.json") and p.is_file()))
         else:
             files.append(path)
     return files
