@@ -71,7 +71,8 @@ def _serve(args: argparse.Namespace) -> int:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(signum, app.stopped.set)
             print(f"pulsewire: gRPC on {settings.server.grpc_listen.rsplit(':', 1)[0]}:"
-                  f"{app.grpc_port}", flush=True)
+                  f"{app.grpc_port}\npulsewire: HTTP on "
+                  f"{settings.server.http_listen.rsplit(':', 1)[0]}:{app.http_port}", flush=True)
             await app.stopped.wait()
 
     try:
