@@ -23,6 +23,7 @@ from collector.events import (
     decode_event,
     encode_event,
 )
+from collector.identity import sign_email
 from collector.retry_queue import RetryQueue, Storage
 from collector.session import Collector, SignalSettings
 from collector.track import InvalidTrack, minor_units, tracked_event
@@ -55,5 +56,6 @@ __all__ = [
     "decode_event",
     "encode_event",
     "minor_units",
+    "sign_email",
     "tracked_event",
 ]

@@ -15,8 +15,6 @@ batch number.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +24,7 @@ import grpc
 
 from collector.batching import BatchContext
 from collector.gen.pulsewire.v1 import batch_pb2
+from collector.identity import sign_email
 from collector.session import Collector
 from collector.track import Props
 
@@ -33,12 +32,6 @@ __all__ = ["RETRYABLE", "ServerSideClient", "sign_email"]
 
 RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
                        grpc.StatusCode.INTERNAL})
-
-
-def sign_email(site_secret: str, email: str) -> str:
-    """hex(HMAC-SHA256(key=site secret, msg=lowercased email)): what the server verifies."""
-    return hmac.new(site_secret.encode(), email.strip().lower().encode(),
-                    hashlib.sha256).hexdigest()
 
 
 def _wall_ms() -> int:

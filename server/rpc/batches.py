@@ -10,7 +10,6 @@ signature keeps the identity, unverified, and such a user is never mailed.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from collector.gen.pulsewire.v1 import batch_pb2
+from collector.identity import sign_email
 from server.config import IngestSettings, SiteSettings
 from server.engine import Event
 from server.errors import InvalidBatch
@@ -40,11 +40,6 @@ class DecodedBatch:
     seq: int
     identity: Identity | None
     events: list[Event]
-
-
-def sign_email(secret: str, email: str) -> str:
-    """The signature a site's backend computes for an email it vouches for."""
-    return hmac.new(secret.encode(), email.strip().lower().encode(), hashlib.sha256).hexdigest()
 
 
 def _verified(site: SiteSettings, email: str, signature: str) -> bool:
