@@ -37,7 +37,7 @@ from server.mail.render import Templates, send_context
 from server.mail.smtp import DeliveryStatus, SmtpSender
 from server.mail.tokens import LinkSigner
 from server.metrics import Metrics
-from server.storage.shard import OutboxRow, Shard
+from server.storage.shard import STATS_UPSERT, OutboxRow, Shard
 
 __all__ = ["Dispatcher"]
 
@@ -192,8 +192,6 @@ class Dispatcher:
                              " last_error = ?, sent_ms = ? WHERE id = ? AND status = 'queued'",
                              (status, error, now if status == "sent" else None, row.id))
             if status != "sent":
-                await db.execute(
-                    "INSERT INTO stats VALUES (?, ?, ?, 1) ON CONFLICT(sequence, step, counter)"
-                    " DO UPDATE SET n = n + 1", (row.sequence, row.step, status))
+                await db.execute(STATS_UPSERT, (row.sequence, row.step, status, 1))
 
         await shard.write(mark)

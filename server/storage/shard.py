@@ -45,12 +45,22 @@ from server.engine import (
 from server.errors import ShardClosed
 from server.storage.schema import PRAGMAS, migrate
 
-__all__ = ["MAX_GROUP", "Identity", "IngestResult", "OutboxRow", "Shard", "ShardObserver"]
+__all__ = [
+    "MAX_GROUP",
+    "STATS_UPSERT",
+    "Identity",
+    "IngestResult",
+    "OutboxRow",
+    "Shard",
+    "ShardObserver",
+]
 
 log = logging.getLogger("pulsewire.shard")
 MAX_GROUP = 1024
 SWEEP_EVERY_MS = 60_000
 CACHED_USERS = 50_000  # per shard; beyond it the least recently used states are read back
+STATS_UPSERT = ("INSERT INTO stats VALUES (?, ?, ?, ?) ON CONFLICT(sequence, step, counter)"
+                " DO UPDATE SET n = n + excluded.n")  # (sequence, step, counter, by how much)
 CONVERSION_WINDOW_MS = 7 * 86_400_000  # a purchase this soon after an email credits it
 _SUPPRESSING_EVENTS = {"unsubscribe": "unsubscribed", "email_bounce": "bounced"}
 
@@ -455,10 +465,8 @@ class Shard:
                 "INSERT INTO send_log (user_key, sequence, step, template, at_ms, status, reason,"
                 " message_key) VALUES (?,?,?,?,?,?,?,?)", changes.send_log)
         if changes.stats:
-            await db.executemany(
-                "INSERT INTO stats VALUES (?,?,?,?) ON CONFLICT(sequence, step, counter)"
-                " DO UPDATE SET n = n + excluded.n",
-                [(s, st, c, n) for (s, st, c), n in changes.stats.items()])
+            await db.executemany(STATS_UPSERT,
+                                 [(s, st, c, n) for (s, st, c), n in changes.stats.items()])
         if changes.suppress:
             await db.executemany("INSERT OR IGNORE INTO suppression VALUES (?,?,?)",
                                  changes.suppress)

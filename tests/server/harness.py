@@ -4,6 +4,7 @@ temporary directory, the sequences a test gives, and a batch builder for the wir
 from __future__ import annotations
 
 import asyncio
+import socket
 import textwrap
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -163,8 +164,19 @@ async def rows(app: App, query: str, params: Iterable[Any] = ()) -> list[tuple[A
     return [row for shard in app.shards for row in await shard.read(query, tuple(params))]
 
 
+async def count(app: App, query: str, params: Iterable[Any] = ()) -> int:
+    """A one-number query (count, sum) added up over every shard."""
+    return sum(n for (n,) in await rows(app, query, params))
+
+
 async def stat(app: App, counter: str) -> int:
     """A counter (entered, sent, suppressed:<reason>, ...) summed over sequences and shards."""
-    found = await rows(app, "SELECT coalesce(sum(n), 0) FROM stats WHERE counter = ?",
+    return await count(app, "SELECT coalesce(sum(n), 0) FROM stats WHERE counter = ?",
                        (counter,))
-    return sum(n for (n,) in found)
+
+
+def free_port() -> int:
+    """A port nothing listens on now, for a server a test starts later."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

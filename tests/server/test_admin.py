@@ -9,6 +9,8 @@ import pytest
 from harness import (
     CART_RECOVERY,
     BatchBuilder,
+    count,
+    eventually,
     ingest_client,
     server,
     settings_for,
@@ -89,7 +91,7 @@ def test_erase_leaves_nothing_of_the_user_in_any_shard(tmp_path: Path) -> None:
                     await client.Send(BatchBuilder(f"dev-{who}").batch(
                         T0, [(T0, "cart_add", {"cart_id": "c1", "sku": "s"})], email=who))
                 clock.advance(61 * 60_000)
-                await _until(lambda: _count(app, "SELECT count(*) FROM outbox"), 2)
+                await eventually(lambda: _outbox_rows_are(app, 2))
                 view = await admin.GetUser(admin_pb2.GetUserRequest(user="ann@example.com"),
                                            metadata=AUTH)
                 assert (view.email, view.email_verified) == ("ann@example.com", True)
@@ -129,8 +131,8 @@ def test_suppress_stops_mail_and_unsuppress_allows_it_again(tmp_path: Path) -> N
                 await client.Send(builder.batch(T0, [(T0, "cart_add", {"cart_id": "c"})],
                                                 email="ann@example.com"))
                 clock.advance(61 * 60_000)
-                await _until(lambda: _count(
-                    app, "SELECT count(*) FROM stats WHERE counter = 'suppressed:unsubscribed'"), 1)
+                await eventually(lambda: _counted(
+                    app, "SELECT count(*) FROM stats WHERE counter = 'suppressed:unsubscribed'", 1))
                 await admin.Suppress(admin_pb2.SuppressRequest(email="ann@example.com",
                                                                suppressed=False), metadata=AUTH)
                 view = await admin.GetUser(admin_pb2.GetUserRequest(user="ann@example.com"),
@@ -139,21 +141,17 @@ def test_suppress_stops_mail_and_unsuppress_allows_it_again(tmp_path: Path) -> N
                 await client.Send(builder.batch(clock.now_ms(), [
                     (clock.now_ms(), "cart_add", {"cart_id": "c2"})], email="ann@example.com"))
                 clock.advance(61 * 60_000)
-                await _until(lambda: _count(app, "SELECT count(*) FROM outbox"), 1)
+                await eventually(lambda: _outbox_rows_are(app, 1))
 
     asyncio.run(scenario())
 
 
-async def _count(app, query: str) -> int:
-    return sum([(await shard.read(query))[0][0] for shard in app.shards])
+async def _counted(app, query: str, expected: int) -> bool:
+    return await count(app, query) == expected
 
 
-async def _until(count, expected: int, timeout_s: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while (got := await count()) != expected:
-        assert loop.time() < deadline, f"count is {got}, expected {expected}"
-        await asyncio.sleep(0.02)
+async def _outbox_rows_are(app, expected: int) -> bool:
+    return await _counted(app, "SELECT count(*) FROM outbox", expected)
 
 
 def test_the_admin_command_line_talks_to_a_running_server(tmp_path: Path, capsys) -> None:

@@ -3,7 +3,6 @@ counts as verified, the purchase ends the user's cart sequence, and a server tha
 yet is retried with the same batch."""
 
 import asyncio
-import socket
 from pathlib import Path
 
 import grpc
@@ -12,6 +11,7 @@ from harness import (
     CART_RECOVERY,
     SITE_KEY,
     SITE_SECRET,
+    free_port,
     rows,
     server,
     settings_for,
@@ -23,12 +23,6 @@ from collector.server_side import ServerSideClient
 from server.clock import ManualClock
 
 T0 = 1_800_000_000_000
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_a_backend_purchase_ends_the_cart_sequence(tmp_path: Path) -> None:
@@ -55,7 +49,7 @@ def test_a_backend_purchase_ends_the_cart_sequence(tmp_path: Path) -> None:
 
 def test_a_server_not_up_yet_is_retried_with_the_same_batch(tmp_path: Path) -> None:
     async def scenario() -> None:
-        port = _free_port()
+        port = free_port()
         settings = settings_for(tmp_path, write_sequences(tmp_path / "seq", CART_RECOVERY),
                                 PULSEWIRE_SERVER__GRPC_LISTEN=f"127.0.0.1:{port}")
         client = ServerSideClient(f"127.0.0.1:{port}", SITE_KEY, SITE_SECRET, attempts=8,

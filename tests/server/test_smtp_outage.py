@@ -2,13 +2,13 @@
 exactly once, after retries with backoff on the server's clock."""
 
 import asyncio
-import socket
 from pathlib import Path
 
 from harness import (
     CART_RECOVERY,
     BatchBuilder,
     eventually,
+    free_port,
     ingest_client,
     server,
     settings_for,
@@ -20,12 +20,6 @@ from server.mail.mailcatcher import MailCatcher
 
 T0 = 1_800_000_000_000
 USERS = 12
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def _outbox(app, status: str) -> int:
@@ -41,7 +35,7 @@ async def _attempted(app) -> bool:
 def test_emails_due_while_smtp_is_down_are_delivered_once_when_it_is_back(
         tmp_path: Path) -> None:
     async def scenario() -> None:
-        port = _free_port()
+        port = free_port()
         settings = settings_for(tmp_path, write_sequences(tmp_path / "seq", CART_RECOVERY),
                                 PULSEWIRE_SMTP__PORT=str(port), PULSEWIRE_SMTP__TIMEOUT_S="2")
         clock = ManualClock(T0)
