@@ -296,13 +296,18 @@ class Shard:
         started = time.perf_counter()
         changes = _Changes()
         results: list[Any] = []
+        # Timers due now are taken off the heap once per group (the first "timers" item fires
+        # them all), and put back if the group fails, so none is lost.
+        due = self._pop_due(now) if any(i.kind == "timers" for i in items) else []
         try:
             seen = await self._duplicates(items)
             await self._load([i.user_key for i in items if i.kind == "ingest"]
-                             + self._due_keys(now, items))
+                             + [key for key, _ in due])
             await db.execute("BEGIN IMMEDIATE")
             for item in items:
-                results.append(self._apply_item(item, now, seen, changes))
+                results.append(self._apply_item(item, now, seen, changes, due))
+                if item.kind == "timers":
+                    due = []
             await self._write_changes(changes, now)
             for i, item in enumerate(items):
                 if item.apply is not None:
@@ -321,6 +326,8 @@ class Shard:
                 await db.execute("ROLLBACK")
             for key in changes.users:
                 self._users.pop(key, None)
+            for key, due_ms in due:
+                self._set_due(key, due_ms)
             for item in items:
                 if not item.future.done():
                     item.future.set_exception(err)
@@ -335,9 +342,9 @@ class Shard:
             self._on_outbox(self.index)
 
     def _apply_item(self, item: _Item, now: int, seen: dict[tuple[str, int], int],
-                    changes: _Changes) -> Any:
+                    changes: _Changes, due: list[tuple[str, int]]) -> Any:
         if item.kind == "timers":
-            return self._fire_timers(now, changes)
+            return self._fire_timers([key for key, _ in due], now, changes)
         if item.kind == "retire":
             self._users.pop(item.user_key, None)
             self._set_due(item.user_key, None)
@@ -386,9 +393,9 @@ class Shard:
         self._record(item.user_key, user, actions, now, changes)
         return IngestResult(len(item.events), False)
 
-    def _fire_timers(self, now: int, changes: _Changes) -> int:
+    def _fire_timers(self, keys: list[str], now: int, changes: _Changes) -> int:
         engine, fired = self._engine(), 0
-        for key in self._pop_due(now):
+        for key in keys:
             user = self._users.get(key)
             if user is None:
                 continue
@@ -529,18 +536,14 @@ class Shard:
             heapq.heappop(self._heap)  # superseded
         return self._heap[0][0] if self._heap else None
 
-    def _due_keys(self, now: int, items: list[_Item]) -> list[str]:
-        if not any(i.kind == "timers" for i in items):
-            return []
-        return [key for due, key in self._heap if due <= now and self._due.get(key) == due]
-
-    def _pop_due(self, now: int) -> list[str]:
-        keys = []
+    def _pop_due(self, now: int) -> list[tuple[str, int]]:
+        """Every (user, due) whose timer is due by `now`, taken off the heap."""
+        taken = []
         while (due := self._earliest_due()) is not None and due <= now:
             _, key = heapq.heappop(self._heap)
             del self._due[key]
-            keys.append(key)
-        return keys
+            taken.append((key, due))
+        return taken
 
     async def _timer_loop(self) -> None:
         while not self._closing:
