@@ -89,12 +89,15 @@ class Batcher:
         site_key: str,
         device_id: str,
         *,
+        stream: int = 0,
         context: BatchContext | None = None,
         storage: Storage | None = None,
         limits: BatchLimits | None = None,
     ) -> None:
         self.limits = limits or BatchLimits()
-        self.queue = RetryQueue(device_id, storage, cap=self.limits.max_queued_batches)
+        self.queue = RetryQueue(
+            device_id, storage, stream=stream, cap=self.limits.max_queued_batches
+        )
         self.oversize_events = 0
         self._site_key = site_key
         self._device_id = device_id
@@ -143,8 +146,8 @@ class Batcher:
         self._unsent.clear()
         return [self._stamped(b, now_ms) for b in self.queue.pending()]
 
-    def ack(self, seq: int) -> bool:
-        return self.queue.ack(seq)
+    def ack(self, seq: int, stream: int | None = None) -> bool:
+        return self.queue.ack(seq, stream)
 
     def pending(self) -> list[batch_pb2.Batch]:
         return self.queue.pending()
@@ -172,7 +175,7 @@ class Batcher:
             identity=self._identity,
             context=self._context,
         )
-        return int(head.ByteSize()) + 3 * _INT_FIELD_MAX_BYTES
+        return int(head.ByteSize()) + 4 * _INT_FIELD_MAX_BYTES
 
     def _seal(self) -> None:
         batch, self._open = self._open, None
@@ -182,6 +185,7 @@ class Batcher:
             site_key=self._site_key,
             device_id=self._device_id,
             seq=self.queue.next_seq(),
+            stream=self.queue.stream,
             base_time_ms=batch.base_time_ms,
             strings=batch.strings.strings,
             events=batch.events,

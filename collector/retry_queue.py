@@ -1,14 +1,18 @@
 """The unacked batches of one device and its batch counter, kept across reloads.
 
-How this works: every sealed batch takes the next `seq` (from 1, per device) and waits here
-until the server acks it; `pending()` is what to (re)send. The queue holds at most `cap`
-batches: on overflow the oldest is dropped and counted, so a visitor who is offline for a week
-cannot fill the browser's storage. Storage is a two-method protocol (`get`, `set`) that
-localStorage satisfies; the queue is saved as base64 of each batch's bytes, one a line, newest
-kept first when the saved text would pass `max_saved_chars`. Storage may be absent, refuse
-reads, or be full (`set` raises): the queue then keeps working in memory and counts the
-failure. The counter is re-read from storage before each new seq so that two tabs sharing
-storage rarely hand out the same number (localStorage has no compare-and-set).
+How this works: every sealed batch takes the next `seq` and waits here until the server acks it;
+`pending()` is what to (re)send. A queue belongs to one sender of the device: stream 0, the
+device's only sender (an app, a backend), numbers its batches from 1 with a counter kept in
+storage; a page load has a random stream of its own and numbers from 1 in memory, so two tabs
+never hand out the same (stream, seq). Batches a closed page left unacked are read back from
+storage by the next page load of the device and resent under their own stream and seq. The queue
+holds at most `cap` batches: on overflow the oldest is dropped and counted, so a visitor who is
+offline for a week cannot fill the browser's storage. Storage is a two-method protocol (`get`,
+`set`) that localStorage satisfies; the queue is saved as base64 of each batch's bytes, one a
+line, newest kept first when the saved text would pass `max_saved_chars`. Storage may be absent,
+refuse reads, or be full (`set` raises): the queue then keeps working in memory and counts the
+failure. Two tabs save the same key, the later write winning (localStorage has no compare-and-
+set): a batch the other tab still holds in memory may then miss the saved copy.
 """
 
 from __future__ import annotations
@@ -38,17 +42,19 @@ class RetryQueue:
         device_id: str,
         storage: Storage | None = None,
         *,
+        stream: int = 0,
         cap: int = MAX_BATCHES,
         max_saved_chars: int = MAX_SAVED_CHARS,
     ) -> None:
         self.cap = cap
+        self.stream = stream
         self.dropped_batches = 0
         self.storage_failures = 0
         self._storage = storage
         self._max_saved_chars = max_saved_chars
         self._seq_key = f"pulsewire.{device_id}.seq"
         self._queue_key = f"pulsewire.{device_id}.queue"
-        self._batches: OrderedDict[int, batch_pb2.Batch] = OrderedDict()
+        self._batches: OrderedDict[tuple[int, int], batch_pb2.Batch] = OrderedDict()
         self._last_seq = 0
         self._load()
 
@@ -57,26 +63,35 @@ class RetryQueue:
         return self._last_seq
 
     def next_seq(self) -> int:
-        """A fresh seq, saved before it is used so a reload never reuses it."""
+        """A fresh seq; stream 0 saves it before it is used so a reload never reuses it."""
+        if self.stream:
+            self._last_seq += 1
+            return self._last_seq
         self._last_seq = max(self._last_seq, self._stored_seq()) + 1
         self._save(self._seq_key, str(self._last_seq))
         return self._last_seq
 
+    def skip_to(self, seq: int) -> None:
+        """Hand out no seq below `seq` from now on."""
+        self._last_seq = max(self._last_seq, seq - 1)
+
     def push(self, batch: batch_pb2.Batch) -> None:
-        self._batches[batch.seq] = batch
+        self._batches[(batch.stream, batch.seq)] = batch
         while len(self._batches) > self.cap:
             self._batches.popitem(last=False)
             self.dropped_batches += 1
         self._save_queue()
 
-    def ack(self, seq: int) -> bool:
-        if self._batches.pop(seq, None) is None:
+    def ack(self, seq: int, stream: int | None = None) -> bool:
+        """Forget an acked batch (of this queue's stream unless `stream` says another)."""
+        key = (self.stream if stream is None else stream, seq)
+        if self._batches.pop(key, None) is None:
             return False
         self._save_queue()
         return True
 
     def get(self, seq: int) -> batch_pb2.Batch | None:
-        return self._batches.get(seq)
+        return self._batches.get((self.stream, seq))
 
     def pending(self) -> list[batch_pb2.Batch]:
         """The unacked batches, oldest first (the queue's own objects: do not modify)."""
@@ -86,7 +101,7 @@ class RetryQueue:
         return len(self._batches)
 
     def _load(self) -> None:
-        self._last_seq = self._stored_seq()
+        self._last_seq = 0 if self.stream else self._stored_seq()
         text = self._read(self._queue_key) or ""
         for line in text.split("\n"):
             if not line:
@@ -96,8 +111,9 @@ class RetryQueue:
             except (binascii.Error, DecodeError, ValueError):
                 self.storage_failures += 1
                 continue
-            self._batches[batch.seq] = batch
-            self._last_seq = max(self._last_seq, batch.seq)
+            self._batches[(batch.stream, batch.seq)] = batch
+            if batch.stream == self.stream:
+                self._last_seq = max(self._last_seq, batch.seq)
         while len(self._batches) > self.cap:
             self._batches.popitem(last=False)
             self.dropped_batches += 1

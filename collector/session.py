@@ -64,6 +64,7 @@ class Collector:
         site_key: str,
         device_id: str,
         *,
+        stream: int = 0,
         storage: Storage | None = None,
         context: BatchContext | None = None,
         limits: BatchLimits | None = None,
@@ -72,7 +73,8 @@ class Collector:
         self.context = context or BatchContext()
         self.settings = settings or SignalSettings()
         self.batcher = Batcher(
-            site_key, device_id, context=self.context, storage=storage, limits=limits
+            site_key, device_id, stream=stream, context=self.context, storage=storage,
+            limits=limits,
         )
         self._page: _Page | None = None
 
@@ -151,8 +153,9 @@ class Collector:
         """Every unacked batch again, for a retry after a failed send."""
         return self.batcher.resend(now_ms)
 
-    def ack(self, seq: int) -> bool:
-        return self.batcher.ack(seq)
+    def ack(self, seq: int, stream: int | None = None) -> bool:
+        """Forget an acked batch; `stream` names another page load's batch that this one resent."""
+        return self.batcher.ack(seq, stream)
 
     def pending(self) -> list[batch_pb2.Batch]:
         return self.batcher.pending()

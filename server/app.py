@@ -20,6 +20,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from starlette.routing import BaseRoute
 
 from collector.gen.pulsewire.v1 import admin_pb2, ingest_pb2
 from server.clock import Clock, SystemClock
@@ -36,6 +37,9 @@ from server.rpc.gen.pulsewire.v1 import admin_pb2_grpc, ingest_pb2_grpc
 from server.rpc.ingest import Ingestor, IngestServicer
 from server.sequences import SequenceSet, load_paths
 from server.storage.shard import Shard
+from server.web.assets import StaticAssets, asset_routes
+from server.web.collect import Collect, collect_routes
+from server.web.grpc_web import grpc_web_routes
 from server.web.serving import serve_http
 from server.web.tracking import Tracking, build_web_app
 
@@ -57,6 +61,7 @@ class App:
     engine: Engine
     grpc_port: int = 0
     http_port: int = 0
+    collect: Collect | None = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     metrics: Metrics = field(default_factory=Metrics)
     signer: LinkSigner | None = None
@@ -154,11 +159,29 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
         app.dispatcher = dispatcher
         dispatcher.poke()  # rows left queued by a previous run
         tracking = Tracking(app.signer, app.shards, clock, metrics)
+        app.collect = Collect(settings, ingestor, clock)
+        routes = [*grpc_web_routes(settings, ingestor), *collect_routes(app.collect),
+                  *asset_routes(StaticAssets(Path(settings.web.assets_dir))),
+                  *_demo_shop(settings)]
         app.http_port = await stack.enter_async_context(
-            serve_http(build_web_app(tracking), settings.server.http_listen))
+            serve_http(build_web_app(tracking, lambda: routes), settings.server.http_listen))
         log.info("pulsewire: gRPC on port %d, HTTP on port %d, %d shards in %s",
                  app.grpc_port, app.http_port, len(app.shards), data_dir)
         yield app
+
+
+def _demo_shop(settings: Settings) -> list[BaseRoute]:
+    if not settings.web.demo_shop or not settings.sites:
+        return []
+    from server.web.demo_shop import demo_shop_routes  # demo mode only
+
+    site = settings.sites[0]
+    attrs = {"data-mode": settings.web.demo_loader_mode}
+    if settings.web.demo_loader_endpoint:
+        attrs["data-endpoint"] = settings.web.demo_loader_endpoint
+    return demo_shop_routes(catalog_csv=Path(settings.web.demo_catalog), site_key=site.key,
+                            site_secret=site.secret, loader_attrs=attrs,
+                            mailcatcher_url=settings.web.mailcatcher_url or None)
 
 
 async def _start_grpc(stack: AsyncExitStack, settings: Settings, ingestor: Ingestor,

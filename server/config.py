@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from collector.session import SignalSettings
 from server.errors import PulsewireError
 
 __all__ = [
@@ -26,6 +27,7 @@ __all__ = [
     "Settings",
     "SiteSettings",
     "SmtpSettings",
+    "WebSettings",
     "load_settings",
 ]
 
@@ -91,6 +93,19 @@ class SiteSettings:
     key: str
     secret: str = field(repr=False)
     origins: tuple[str, ...] = ()
+    # [sites.signals]: the collector's thresholds and idle time for this site's pages
+    signals: SignalSettings = field(default_factory=SignalSettings)
+    batch_max_age_ms: int = 5_000  # how long the page's collector holds a batch open
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    assets_dir: str = "./build/web"  # scripts/build_web's output: the loader, Pyodide, wheels
+    demo_shop: bool = False  # serve the demo shop at /demo/
+    demo_catalog: str = "./examples/catalog.csv"
+    demo_loader_mode: str = "browser"  # the demo shop's script tag: browser or edge
+    demo_loader_endpoint: str = ""  # where edge mode sends raw signals; empty: this server
+    mailcatcher_url: str = ""  # shown by the demo shop
 
 
 @dataclass(frozen=True)
@@ -101,6 +116,7 @@ class Settings:
     smtp: SmtpSettings = SmtpSettings()
     ingest: IngestSettings = IngestSettings()
     dispatch: DispatchSettings = DispatchSettings()
+    web: WebSettings = WebSettings()
     sites: tuple[SiteSettings, ...] = ()
 
     def site(self, key: str) -> SiteSettings | None:
@@ -182,8 +198,30 @@ def _coerce(where: str, kind: Any, value: Any) -> Any:
 def _site(index: int, raw: Any) -> SiteSettings:
     if not isinstance(raw, Mapping) or not raw.get("key") or not raw.get("secret"):
         raise ConfigError(f"sites[{index}]: needs key and secret")
-    unknown = set(raw) - {"key", "secret", "origins"}
+    unknown = set(raw) - {"key", "secret", "origins", "signals", "batch_max_age_ms"}
     if unknown:
         raise ConfigError(f"sites[{index}]: unknown key(s) {sorted(unknown)}")
+    max_age = raw.get("batch_max_age_ms", 5_000)
+    if not isinstance(max_age, int) or max_age < 1:
+        raise ConfigError(f"sites[{index}].batch_max_age_ms: expected a positive int")
     return SiteSettings(str(raw["key"]), str(raw["secret"]),
-                        tuple(str(o) for o in raw.get("origins", ())))
+                        tuple(str(o) for o in raw.get("origins", ())),
+                        _signals(f"sites[{index}].signals", raw.get("signals", {})), max_age)
+
+
+def _signals(where: str, raw: Any) -> SignalSettings:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: must be a table")
+    settings = SignalSettings()
+    for key, value in raw.items():
+        if key not in {f.name for f in fields(SignalSettings)}:
+            raise ConfigError(f"unknown key {where}.{key}")
+        current = getattr(settings, key)
+        if isinstance(current, tuple):
+            if not isinstance(value, list) or not all(isinstance(v, int) for v in value):
+                raise ConfigError(f"{where}.{key}: expected a list of ints")
+            value = tuple(value)
+        elif not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"{where}.{key}: expected a non-negative int")
+        settings = replace(settings, **{key: value})
+    return settings

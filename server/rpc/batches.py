@@ -37,7 +37,7 @@ _MEDIA_ACTIONS = {1: "complete", 2: "download"}
 class DecodedBatch:
     user_key: str
     device: str
-    seq: int
+    seq: int  # the dedup number: stream << 32 | seq
     identity: Identity | None
     events: list[Event]
 
@@ -53,6 +53,8 @@ def decode_batch(batch: batch_pb2.Batch, site: SiteSettings, limits: IngestSetti
         raise InvalidBatch(f"device_id: must be 1 to {_MAX_DEVICE_ID} characters")
     if batch.seq < 1:
         raise InvalidBatch("seq: must be 1 or more")
+    if batch.stream and (batch.stream >= 2**31 or batch.seq >= 2**32):
+        raise InvalidBatch("stream: must be below 2^31, with seq below 2^32")
     if len(batch.events) > limits.max_events_per_batch:
         raise InvalidBatch(f"events: {len(batch.events)} events, at most "
                            f"{limits.max_events_per_batch} per batch")
@@ -88,8 +90,9 @@ def decode_batch(batch: batch_pb2.Batch, site: SiteSettings, limits: IngestSetti
     identity = _identity(identify or batch.identity, site)
     user_id = identity.user_id if identity else None
     email = identity.email if identity else None
+    # One dedup number per (stream, seq): a stream's seqs live above bit 32.
     return DecodedBatch(routing_key(batch.device_id, user_id, email), batch.device_id,
-                        batch.seq, identity, events)
+                        batch.stream << 32 | batch.seq, identity, events)
 
 
 def _identity(ident: Any, site: SiteSettings) -> Identity | None:

@@ -97,7 +97,7 @@ class Ingestor:
             self._devices.remember(decoded.device, user_key)
         if not result.duplicate:
             self._on_accepted(result.accepted)
-        return batch_pb2.Ack(seq=batch.seq, device_id=batch.device_id,
+        return batch_pb2.Ack(seq=batch.seq, device_id=batch.device_id, stream=batch.stream,
                              accepted=0 if result.duplicate else result.accepted,
                              duplicate=result.duplicate)
 
@@ -153,9 +153,9 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):
                     log.exception("ingest failed")
                 code = status_of(err)
                 message = str(err) if isinstance(err, PulsewireError) else "internal error"
+                rejection = batch_pb2.Rejection(code=code.value[0], message=message)
                 ack = batch_pb2.Ack(seq=batch.seq, device_id=batch.device_id,
-                                    rejection=batch_pb2.Rejection(code=code.value[0],
-                                                                  message=message))
+                                    stream=batch.stream, rejection=rejection)
             finally:
                 window.release()
             await acks.put(ack)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from server.clock import Clock
 from server.engine import Event
@@ -129,5 +129,5 @@ def _endpoints(tracking: Tracking) -> list[Route]:
 
 
 def build_web_app(tracking: Tracking,
-                  extra_routes: Callable[[], list[Route]] = lambda: []) -> Starlette:
+                  extra_routes: Callable[[], list[BaseRoute]] = lambda: []) -> Starlette:
     return Starlette(routes=[*_endpoints(tracking), *extra_routes()])

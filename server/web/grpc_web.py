@@ -1,0 +1,154 @@
+"""gRPC-Web for `Ingest.Send`, on the HTTP listener, for browsers and edge workers.
+
+How this works: a browser cannot speak HTTP/2 gRPC, so it POSTs one length-prefixed frame
+(1 flag byte, 4 bytes big-endian length, the serialized Batch) with content type
+`application/grpc-web+proto`. The answer is HTTP 200 whose body is the Ack in a data frame
+followed by a trailer frame (flag 0x80) holding `grpc-status` and `grpc-message`; a refused
+batch gets a trailers-only answer (the status in the headers, no body), as the gRPC-Web
+protocol allows. The batch goes to the same `Ingestor` as native gRPC, so both transports
+check, deduplicate and acknowledge identically.
+
+CORS: a preflight is answered for origins some site lists; the request itself must come from
+an origin the batch's own site lists (a request with no Origin is a server or an app, which the
+site key and signed identities govern as on native gRPC).
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import grpc
+from google.protobuf.message import DecodeError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from collector.gen.pulsewire.v1 import batch_pb2
+from server.config import Settings
+from server.errors import InvalidBatch, PulsewireError
+from server.rpc.ingest import Ingestor
+from server.rpc.status import Unauthenticated, status_of
+
+__all__ = ["SEND_PATH", "cors_headers", "frames", "grpc_web_routes", "origin_allowed"]
+
+log = logging.getLogger("pulsewire.web")
+SEND_PATH = "/pulsewire.v1.Ingest/Send"
+CONTENT_TYPE = "application/grpc-web+proto"
+_ACCEPTED_TYPES = ("application/grpc-web", "application/grpc-web+proto")
+_HEADER = struct.Struct(">BI")
+_TRAILER_FLAG = 0x80
+_COMPRESSED_FLAG = 0x01
+_EXPOSED = "grpc-status, grpc-message, grpc-status-details-bin"
+_ALLOWED_HEADERS = "content-type, x-grpc-web, x-user-agent, grpc-timeout"
+
+
+def frames(body: bytes) -> Iterator[bytes]:
+    """The messages of a run of gRPC-Web data frames; raises InvalidBatch on a bad framing."""
+    at = 0
+    while at < len(body):
+        if len(body) - at < _HEADER.size:
+            raise InvalidBatch(f"frame at byte {at}: truncated header")
+        flags, length = _HEADER.unpack_from(body, at)
+        at += _HEADER.size
+        if flags & _COMPRESSED_FLAG:
+            raise InvalidBatch(f"frame at byte {at - 5}: compressed frames are not accepted")
+        if flags & _TRAILER_FLAG:
+            raise InvalidBatch(f"frame at byte {at - 5}: a request carries no trailers")
+        if len(body) - at < length:
+            raise InvalidBatch(f"frame at byte {at - 5}: {length} bytes announced, "
+                               f"{len(body) - at} present")
+        yield body[at:at + length]
+        at += length
+
+
+def _frame(flags: int, payload: bytes) -> bytes:
+    return _HEADER.pack(flags, len(payload)) + payload
+
+
+def decode_batch_frame(message: bytes) -> batch_pb2.Batch:
+    batch = batch_pb2.Batch()
+    try:
+        batch.ParseFromString(message)
+    except DecodeError as err:
+        raise InvalidBatch(f"batch: not a pulsewire.v1.Batch ({err})") from None
+    return batch
+
+
+def origin_allowed(settings: Settings, site_key: str, origin: str | None) -> bool:
+    if origin is None:
+        return True
+    site = settings.site(site_key)
+    return site is not None and origin in site.origins
+
+
+def cors_headers(settings: Settings, origin: str | None) -> dict[str, str]:
+    """CORS headers for an origin that some site lists (none for any other)."""
+    if origin is None or not any(origin in s.origins for s in settings.sites):
+        return {}
+    return {"access-control-allow-origin": origin, "access-control-expose-headers": _EXPOSED,
+            "vary": "Origin"}
+
+
+def _status_headers(code: grpc.StatusCode, message: str) -> dict[str, str]:
+    return {"grpc-status": str(code.value[0]), "grpc-message": quote(message, safe=" ")}
+
+
+def _trailers(code: grpc.StatusCode, message: str) -> bytes:
+    lines = "".join(f"{k}: {v}\r\n" for k, v in _status_headers(code, message).items())
+    return _frame(_TRAILER_FLAG, lines.encode())
+
+
+class _Send:
+    def __init__(self, settings: Settings, ingestor: Ingestor) -> None:
+        self._settings = settings
+        self._ingestor = ingestor
+
+    async def handle(self, request: Request) -> Response:
+        origin = request.headers.get("origin")
+        cors = cors_headers(self._settings, origin)
+        content_type = request.headers.get("content-type", "").split(";")[0].strip()
+        if content_type not in _ACCEPTED_TYPES:
+            return Response(f"content type must be {CONTENT_TYPE}", 415, headers=cors)
+        try:
+            ack = await self._accept(await request.body(), origin)
+        except PulsewireError as err:
+            return self._refused(status_of(err), str(err), cors)
+        except Exception:
+            log.exception("gRPC-Web ingest failed")
+            return self._refused(grpc.StatusCode.INTERNAL, "internal error; retry the batch",
+                                 cors)
+        body = _frame(0, ack.SerializeToString()) + _trailers(grpc.StatusCode.OK, "")
+        return Response(body, 200, media_type=CONTENT_TYPE, headers=cors)
+
+    async def _accept(self, body: bytes, origin: str | None) -> batch_pb2.Ack:
+        messages = list(frames(body))
+        if len(messages) != 1:
+            raise InvalidBatch(f"body: a unary call carries 1 message, not {len(messages)}")
+        batch = decode_batch_frame(messages[0])
+        if not origin_allowed(self._settings, batch.site_key, origin):
+            raise Unauthenticated(f"origin {origin} is not one of the site's origins")
+        return await self._ingestor.accept(batch)
+
+    @staticmethod
+    def _refused(code: grpc.StatusCode, message: str, cors: dict[str, str]) -> Response:
+        return Response(b"", 200, media_type=CONTENT_TYPE,
+                        headers={**cors, **_status_headers(code, message)})
+
+
+def _preflight(settings: Settings) -> Route:
+    async def answer(request: Request) -> Response:
+        cors = cors_headers(settings, request.headers.get("origin"))
+        if not cors:
+            return Response(status_code=403)
+        return Response(status_code=204, headers={
+            **cors, "access-control-allow-methods": "POST",
+            "access-control-allow-headers": _ALLOWED_HEADERS, "access-control-max-age": "600"})
+    return Route(SEND_PATH, answer, methods=["OPTIONS"])
+
+
+def grpc_web_routes(settings: Settings, ingestor: Ingestor) -> list[Route]:
+    return [Route(SEND_PATH, _Send(settings, ingestor).handle, methods=["POST"]),
+            _preflight(settings)]
