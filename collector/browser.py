@@ -26,7 +26,7 @@ import struct
 from typing import Any
 
 from js import Blob, Date, Object, Uint8Array, document, fetch, navigator, window
-from pyodide.ffi import create_proxy, to_js
+from pyodide.ffi import create_proxy, jsnull, to_js
 
 from collector.batching import BatchContext, BatchLimits, DeviceClass
 from collector.edge import device_class
@@ -56,6 +56,11 @@ def _frame(message: bytes) -> bytes:
     return struct.pack(">BI", 0, len(message)) + message
 
 
+def _py(value: Any) -> Any:
+    """JavaScript's null and undefined as None (Pyodide keeps null as `jsnull`)."""
+    return None if value is None or value is jsnull else value
+
+
 def _options(**values: Any) -> Any:
     return to_js(values, dict_converter=Object.fromEntries)
 
@@ -81,7 +86,7 @@ class LocalStorage:
     """The retry queue's storage: window.localStorage (which may throw; the queue copes)."""
 
     def get(self, key: str) -> str | None:
-        value = window.localStorage.getItem(key)
+        value = _py(window.localStorage.getItem(key))
         return None if value is None else str(value)
 
     def set(self, key: str, value: str) -> None:
@@ -101,7 +106,9 @@ class BrowserHost:
         self._frame_pending = False
         self._proxies: list[Any] = []
         self._frame_proxy = create_proxy(self._on_frame)
-        ctx = handoff.ctx.to_py() if handoff.ctx else {}
+        self._url = str(window.location.href)
+        ctx = _py(handoff.ctx)
+        ctx = ctx.to_py() if ctx is not None else {}
         self.collector = Collector(
             str(handoff.site), str(handoff.device), stream=int(handoff.load),
             storage=LocalStorage(), context=self._context(ctx),
@@ -148,7 +155,8 @@ class BrowserHost:
                                     {str(k): str(v) for k, v in who.get("traits", {}).items()})
         elif call and call[0] == "page":
             self.collector.page_view(str(window.location.pathname), str(document.title),
-                                     self.collector.path, now)
+                                     self._url, now)
+            self._url = str(window.location.href)
         self._send(self.collector.tick(now))
 
     def _listen(self, target: Any, kind: str, handler: Any) -> None:
@@ -180,7 +188,8 @@ class BrowserHost:
             self.collector.activity(now)
 
     def _on_pointer_over(self, event: Any) -> None:
-        element = event.target.closest(_HOVER) if hasattr(event.target, "closest") else None
+        target = _py(event.target)
+        element = _py(target.closest(_HOVER)) if hasattr(target, "closest") else None
         if element is None or element == self._hovered:
             return
         now = _now()
@@ -192,8 +201,8 @@ class BrowserHost:
     def _on_pointer_out(self, event: Any) -> None:
         if self._hovered is None:
             return
-        to = event.relatedTarget
-        if to is not None and hasattr(to, "closest") and self._hovered.contains(to):
+        to = _py(event.relatedTarget)
+        if to is not None and self._hovered.contains(to):
             return
         self.collector.pointer_leave(str(self._hovered.getAttribute("data-pw-hover")), _now())
         self._hovered = None
@@ -226,7 +235,7 @@ class BrowserHost:
                 method="POST", body=_bytes_to_js(_frame(batch.SerializeToString())),
                 headers=_options(**{"content-type": "application/grpc-web+proto",
                                     "x-grpc-web": "1"})))
-            status = response.headers.get("grpc-status")
+            status = _py(response.headers.get("grpc-status"))
             body = (await response.arrayBuffer()).to_bytes()
             if status is None and len(body) > 5:
                 status = "0"
@@ -264,7 +273,7 @@ def start(handoff: Any, config: Any) -> BrowserHost | None:
     """Take the page over from the loader; None when the page load already went raw."""
     settings = config.to_py() if hasattr(config, "to_py") else dict(config or {})
     host = BrowserHost(handoff, settings)
-    signals = handoff.take()
+    signals = _py(handoff.take())
     if signals is None:
         return None
     handoff.sink = create_proxy(host.command)

@@ -62,6 +62,7 @@ class App:
     grpc_port: int = 0
     http_port: int = 0
     collect: Collect | None = None
+    ingestor: Ingestor | None = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     metrics: Metrics = field(default_factory=Metrics)
     signer: LinkSigner | None = None
@@ -146,9 +147,10 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
         ingestor = Ingestor(settings, app.shards, clock,
                             on_rejected=lambda reason: metrics.batches_rejected.labels(
                                 reason).inc(),
-                            on_accepted=metrics.events_in.inc)
+                            on_accepted=metrics.events_in.inc, on_bot=metrics.bot_events.inc)
         admin = AdminActions(app.shards, app.reload, clock.now_ms,
                              lambda: app.engine.rules.descriptions)
+        app.ingestor = ingestor
         app.grpc_port = await _start_grpc(stack, settings, ingestor, admin)
         app.signer = LinkSigner(link_secret(settings.server.link_secret, data_dir))
         app.templates = load_templates(settings, data_dir)

@@ -34,6 +34,8 @@ class Metrics:
         self.events_in = Counter("pulsewire_events_in", "Events applied", registry=r)
         self.batches_rejected = Counter("pulsewire_batches_rejected", "Batches refused",
                                         ["reason"], registry=r)
+        self.bot_events = Counter("pulsewire_bot_events", "Events from self-declared bots, "
+                                  "acked and not applied", registry=r)
         self.commit_ms = Histogram("pulsewire_commit_ms", "Shard group commit latency (ms)",
                                    buckets=_MS_BUCKETS, registry=r)
         self.timer_lateness_ms = Histogram("pulsewire_timer_lateness_ms",

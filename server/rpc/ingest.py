@@ -35,7 +35,8 @@ STREAM_WINDOW = 64
 class Ingestor:
     def __init__(self, settings: Settings, shards: list[Shard], clock: Clock,
                  on_rejected: Callable[[str], None] = lambda _reason: None,
-                 on_accepted: Callable[[int], None] = lambda _n: None) -> None:
+                 on_accepted: Callable[[int], None] = lambda _n: None,
+                 on_bot: Callable[[int], None] = lambda _n: None) -> None:
         self._settings = settings
         self._shards = shards
         self._clock = clock
@@ -44,6 +45,7 @@ class Ingestor:
                          for s in settings.sites}
         self._on_rejected = on_rejected
         self._on_accepted = on_accepted
+        self._on_bot = on_bot
         self._devices = _DeviceOwners()
 
     def _shard(self, key: str) -> Shard:
@@ -84,6 +86,10 @@ class Ingestor:
             raise RateLimited(f"batch is {size} bytes, at most {limits.max_batch_bytes}")
         now = self._clock.now_ms()
         decoded = decode_batch(batch, site, limits, now)
+        if batch.context.device_class == batch_pb2.Context.BOT:
+            # Declared automation: counted, never stored, so it can never trigger an email.
+            self._on_bot(len(decoded.events))
+            return batch_pb2.Ack(seq=batch.seq, device_id=batch.device_id, stream=batch.stream)
         if not self._buckets[site.key].take(len(decoded.events), now):
             raise RateLimited(f"site {site.key!r} is over {limits.site_events_per_s:g} events/s")
         user_key, merge_from = await self._identity_route(decoded.user_key, decoded.device)

@@ -13,7 +13,8 @@ How this works:
   goes again with the page load's next chunk.
 - `GET /pw/v1/config/{site}`: the collector settings of a site (thresholds, idle time, batch
   age), which the browser host and edge workers read at boot.
-A request whose Origin is not one of the site's origins is refused (403) and changes nothing.
+A request whose Origin is neither one of the site's origins nor this server's own is refused
+(403) and changes nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +35,13 @@ from server.clock import Clock
 from server.config import Settings
 from server.errors import InvalidBatch, PulsewireError
 from server.rpc.ingest import Ingestor
-from server.web.grpc_web import cors_headers, decode_batch_frame, frames, origin_allowed
+from server.web.grpc_web import (
+    cors_headers,
+    decode_batch_frame,
+    frames,
+    origin_allowed,
+    own_origin,
+)
 
 __all__ = ["SERVER_RAW_COLLECTOR", "Collect", "collect_routes"]
 
@@ -73,7 +80,7 @@ class Collect:
         except InvalidBatch as err:
             return Response(str(err), 400, headers=cors)
         for batch in batches:
-            if not origin_allowed(self.settings, batch.site_key, origin):
+            if not origin_allowed(self.settings, batch.site_key, origin, own_origin(request)):
                 refused.append(f"seq {batch.seq}: origin not allowed")
                 continue
             try:
@@ -97,7 +104,7 @@ class Collect:
         loads = self._loads.get(payload.site)
         if loads is None:
             return Response("site: unknown site key", 401, headers=cors)
-        if not origin_allowed(self.settings, payload.site, origin):
+        if not origin_allowed(self.settings, payload.site, origin, own_origin(request)):
             return Response("origin: not one of the site's origins", 403, headers=cors)
         try:
             batches = loads.accept(payload, user_agent=request.headers.get("user-agent", ""),

@@ -9,8 +9,9 @@ protocol allows. The batch goes to the same `Ingestor` as native gRPC, so both t
 check, deduplicate and acknowledge identically.
 
 CORS: a preflight is answered for origins some site lists; the request itself must come from
-an origin the batch's own site lists (a request with no Origin is a server or an app, which the
-site key and signed identities govern as on native gRPC).
+an origin the batch's own site lists, or from this server's own origin (its demo shop and
+pages). A request with no Origin is a server or an app, which the site key and signed
+identities govern as on native gRPC.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from server.errors import InvalidBatch, PulsewireError
 from server.rpc.ingest import Ingestor
 from server.rpc.status import Unauthenticated, status_of
 
-__all__ = ["SEND_PATH", "cors_headers", "frames", "grpc_web_routes", "origin_allowed"]
+__all__ = ["SEND_PATH", "cors_headers", "frames", "grpc_web_routes", "origin_allowed",
+           "own_origin"]
 
 log = logging.getLogger("pulsewire.web")
 SEND_PATH = "/pulsewire.v1.Ingest/Send"
@@ -77,8 +79,14 @@ def decode_batch_frame(message: bytes) -> batch_pb2.Batch:
     return batch
 
 
-def origin_allowed(settings: Settings, site_key: str, origin: str | None) -> bool:
-    if origin is None:
+def own_origin(request: Request) -> str:
+    """This server's origin as the request reached it."""
+    return f"{request.url.scheme}://{request.headers.get('host', '')}"
+
+
+def origin_allowed(settings: Settings, site_key: str, origin: str | None,
+                   own: str = "") -> bool:
+    if origin is None or origin == own:
         return True
     site = settings.site(site_key)
     return site is not None and origin in site.origins
@@ -113,7 +121,7 @@ class _Send:
         if content_type not in _ACCEPTED_TYPES:
             return Response(f"content type must be {CONTENT_TYPE}", 415, headers=cors)
         try:
-            ack = await self._accept(await request.body(), origin)
+            ack = await self._accept(await request.body(), origin, own_origin(request))
         except PulsewireError as err:
             return self._refused(status_of(err), str(err), cors)
         except Exception:
@@ -123,12 +131,12 @@ class _Send:
         body = _frame(0, ack.SerializeToString()) + _trailers(grpc.StatusCode.OK, "")
         return Response(body, 200, media_type=CONTENT_TYPE, headers=cors)
 
-    async def _accept(self, body: bytes, origin: str | None) -> batch_pb2.Ack:
+    async def _accept(self, body: bytes, origin: str | None, own: str) -> batch_pb2.Ack:
         messages = list(frames(body))
         if len(messages) != 1:
             raise InvalidBatch(f"body: a unary call carries 1 message, not {len(messages)}")
         batch = decode_batch_frame(messages[0])
-        if not origin_allowed(self._settings, batch.site_key, origin):
+        if not origin_allowed(self._settings, batch.site_key, origin, own):
             raise Unauthenticated(f"origin {origin} is not one of the site's origins")
         return await self._ingestor.accept(batch)
 

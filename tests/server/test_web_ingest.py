@@ -153,6 +153,12 @@ def test_cors_is_limited_to_the_sites_origins(tmp_path: Path) -> None:
                             **GRPC_WEB)
         assert answer.headers["access-control-allow-origin"] == ORIGIN
         assert await applied(app, "web-3") == 1
+        own = f"http://127.0.0.1:{app.http_port}"  # this server's own pages (the demo shop)
+        batch.seq = 2
+        answer = await http(app, "/pulsewire.v1.Ingest/Send", frame(batch), origin=own,
+                            **GRPC_WEB)
+        assert "grpc-status" not in answer.headers
+        assert await applied(app, "web-3") == 2
     run(tmp_path, scenario)
 
 
@@ -258,4 +264,17 @@ def test_site_config_serves_the_collector_settings(tmp_path: Path) -> None:
         assert config["signals"]["scroll_thresholds_pct"] == [25, 50, 70, 90]
         assert config["batch_max_age_ms"] == 5_000
         assert (await http(app, "/pw/v1/config/nope", method="GET")).status == 404
+    run(tmp_path, scenario)
+
+
+def test_batches_from_declared_bots_are_acked_counted_and_never_applied(tmp_path: Path) -> None:
+    async def scenario(app: App) -> None:
+        batch = cart_add(BatchBuilder("robot"), email="ann@example.com")
+        batch.context.device_class = batch_pb2.Context.BOT
+        answer = await http(app, "/pulsewire.v1.Ingest/Send", frame(batch), **GRPC_WEB)
+        ack = batch_pb2.Ack.FromString(read_frames(answer.body)[0][1])
+        assert (ack.seq, ack.accepted, ack.rejection.code) == (1, 0, 0)
+        assert await applied(app, "robot") == 0
+        assert await count(app, "SELECT count(*) FROM users") == 0
+        assert app.metrics.bot_events._value.get() == 1
     run(tmp_path, scenario)

@@ -1,0 +1,181 @@
+"""What the browser tests share: the server in demo mode with a real SMTP catcher, the Chromium
+driver, and reading back what the page put on the wire."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import write_sequences
+
+from collector import decode_batch
+from collector.edge import PageLoads
+from collector.events import Event
+from collector.gen.pulsewire.v1 import batch_pb2
+from collector.raw_signals import parse_payload
+from server.app import App, running
+from server.config import load_settings
+from server.mail.catalog import Catalog
+from server.mail.mailcatcher import MailCatcher
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+DRIVER = Path(__file__).with_name("driver.mjs")
+SITE_KEY, SITE_SECRET = "demo", "browser-test-secret"
+
+# The cart reminder, on signals the collector measures; waits are short so a test takes seconds.
+ENGAGED_CART = """
+    id: engaged-cart
+    entry:
+      event: cart_add
+      if:
+        - {event: scroll, where: {path: /demo/product/*, depth_pct: {gte: 70}}, within: 30m}
+        - {event: dwell, where: {path: /demo/product/*, engaged_ms: {gte: 3000}}, within: 30m}
+        - {event: hover, where: {target: "card:*"}, within: 30m}
+    exit_on:
+      - event: purchase
+    steps:
+      - wait_for: {event: purchase, timeout: WAIT}
+        on_event: exit
+      - send:
+          template: cart-reminder
+          vars: {discount_code: SAVE15, offer_type: free_warranty}
+"""
+# Any cart, however it arrived: shows that a cart_add reached the engine.
+CART_SEEN = """
+    id: cart-seen
+    entry: {event: cart_add}
+    steps:
+      - wait_for: {event: purchase, timeout: 1d}
+        on_event: exit
+      - send: {template: cart-reminder}
+"""
+# Short thresholds for tests, as a site could set them.
+SIGNALS = "{idle_after_ms=3000, dwell_thresholds_ms=[3000, 6000], hover_min_ms=500}"
+
+
+@dataclass
+class Shop:
+    app: App
+    catcher: MailCatcher
+    received: list[batch_pb2.Batch] = field(default_factory=list)
+
+    def tap(self) -> None:
+        """Keep a copy of every batch the server is given, by any transport."""
+        ingestor = self.app.ingestor
+        assert ingestor is not None
+        accept = ingestor.accept
+
+        async def tapped(batch: batch_pb2.Batch) -> batch_pb2.Ack:
+            copy = batch_pb2.Batch()
+            copy.CopyFrom(batch)
+            self.received.append(copy)
+            return await accept(batch)
+        ingestor.accept = tapped  # type: ignore[method-assign]
+
+    def batches(self) -> list[batch_pb2.Batch]:
+        """The distinct batches the server was given, in (device, stream, seq) order."""
+        found = {(b.device_id, b.stream, b.seq): b for b in self.received}
+        return [found[key] for key in sorted(found)]
+
+    def events(self) -> list[Event]:
+        return [event for batch in self.batches() for event in decode_batch(batch)]
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.app.http_port}"
+
+
+@asynccontextmanager
+async def shop(tmp: Path, *, wait: str = "6s", mode: str = "browser") -> AsyncIterator[Shop]:
+    async with MailCatcher(tmp / "mail", smtp_port=0, http_port=0) as catcher:
+        environ = {
+            "PULSEWIRE_SERVER__GRPC_LISTEN": "127.0.0.1:0",
+            "PULSEWIRE_SERVER__HTTP_LISTEN": "127.0.0.1:0",
+            "PULSEWIRE_SERVER__DATA_DIR": str(tmp / "data"),
+            "PULSEWIRE_SERVER__SHARDS": "2",
+            "PULSEWIRE_SEQUENCES__DIR": str(write_sequences(
+                tmp / "seq", ENGAGED_CART.replace("WAIT", wait), CART_SEEN)),
+            "PULSEWIRE_TEMPLATES__DIR": str(EXAMPLES / "templates"),
+            "PULSEWIRE_SMTP__PORT": str(catcher.smtp_port),
+            "PULSEWIRE_WEB__ASSETS_DIR": str(ROOT / "build" / "web"),
+            "PULSEWIRE_WEB__DEMO_SHOP": "true",
+            "PULSEWIRE_WEB__DEMO_CATALOG": str(EXAMPLES / "catalog.csv"),
+            "PULSEWIRE_WEB__DEMO_LOADER_MODE": mode,
+            "PULSEWIRE_SITES": f'[{{key="{SITE_KEY}", secret="{SITE_SECRET}", '
+                               f'batch_max_age_ms=500, signals={SIGNALS}}}]',
+        }
+        settings = load_settings(None, environ)
+        Catalog.open(tmp / "data" / "catalog.sqlite").import_csv(EXAMPLES / "catalog.csv")
+        async with running(settings) as app:
+            found = Shop(app, catcher)
+            found.tap()
+            yield found
+
+
+async def drive(shop: Shop, scenario: str, **plan: Any) -> dict[str, Any]:
+    """One scripted Chromium visit; the driver's facts, requests and POST bodies."""
+    arguments = json.dumps({"base": shop.base, "scenario": scenario, **plan})
+    process = await asyncio.create_subprocess_exec(
+        "node", str(DRIVER), arguments, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 240)
+    lines = out.decode().strip().splitlines()
+    if process.returncode != 0 or not lines:
+        raise AssertionError(f"driver failed ({process.returncode}): {err.decode()[-3000:]}")
+    facts: dict[str, Any] = json.loads(lines[-1])
+    if "error" in facts:
+        raise AssertionError(f"driver: {facts['error']}")
+    return facts
+
+
+def _frames(body: bytes) -> list[bytes]:
+    out, at = [], 0
+    while at + 5 <= len(body):
+        flags, length = struct.unpack_from(">BI", body, at)
+        if not flags & 0x80:
+            out.append(body[at + 5:at + 5 + length])
+        at += 5 + length
+    return out
+
+
+def sent_batches(facts: dict[str, Any]) -> list[batch_pb2.Batch]:
+    """Every distinct batch the page sent by gRPC-Web or beacon, in (stream, seq) order."""
+    found: dict[tuple[str, int, int], batch_pb2.Batch] = {}
+    for post in facts["posts"]:
+        if post["url"].endswith(("/pulsewire.v1.Ingest/Send", "/pw/v1/beacon")):
+            for message in _frames(base64.b64decode(post["body"])):
+                batch = batch_pb2.Batch.FromString(message)
+                found[(batch.device_id, batch.stream, batch.seq)] = batch
+    return [found[key] for key in sorted(found)]
+
+
+def raw_chunks(facts: dict[str, Any]) -> list[bytes]:
+    return [base64.b64decode(p["body"]) for p in facts["posts"]
+            if p["url"].endswith("/pw/v1/signals")]
+
+
+def wire_events(facts: dict[str, Any]) -> list[Event]:
+    """What the pages reported: events of the batches they sent, plus raw chunks replayed."""
+    events = [event for batch in sent_batches(facts) for event in decode_batch(batch)]
+    loads = PageLoads()
+    for chunk in raw_chunks(facts):
+        for batch in loads.accept(parse_payload(chunk), user_agent="Mozilla/5.0 Chrome",
+                                  now_ms=0):
+            events.extend(decode_batch(batch))
+            loads.ack(batch_pb2.Ack(seq=batch.seq, stream=batch.stream,
+                                    device_id=batch.device_id), batch.site_key)
+    return events
+
+
+def off_machine(facts: dict[str, Any]) -> list[str]:
+    """Requests to anywhere but this machine's loopback."""
+    allowed = ("http://127.0.0.1:", "about:", "data:", "blob:")
+    return [url for url in facts["requests"] if not url.startswith(allowed)]
