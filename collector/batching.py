@@ -15,6 +15,7 @@ out gets `sent_at_ms` set to that moment.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Literal
 
@@ -177,14 +178,28 @@ class Batcher:
         )
         return int(head.ByteSize()) + 4 * _INT_FIELD_MAX_BYTES
 
-    def _seal(self) -> None:
-        batch, self._open = self._open, None
-        if batch is None or not batch.events:
-            return
+    def sealed_apart(
+        self, extra: list[Event], page_path: str, seq: int, now_ms: int
+    ) -> batch_pb2.Batch | None:
+        """The open batch plus `extra`, sealed under `seq` without touching the open batch, the
+        queue or the counter: what a host that may vanish without notice keeps ready to send."""
+        draft = copy.deepcopy(self._open)
+        for event in extra:
+            if draft is None:
+                draft = _OpenBatch(page_path, event.at_ms)
+            if not self._append(draft, event):
+                break
+        if draft is None or not draft.events:
+            return None
+        batch = self._sealed(draft, seq)
+        batch.sent_at_ms = now_ms
+        return batch
+
+    def _sealed(self, batch: _OpenBatch, seq: int) -> batch_pb2.Batch:
         sealed = batch_pb2.Batch(
             site_key=self._site_key,
             device_id=self._device_id,
-            seq=self.queue.next_seq(),
+            seq=seq,
             stream=self.queue.stream,
             base_time_ms=batch.base_time_ms,
             strings=batch.strings.strings,
@@ -193,6 +208,13 @@ class Batcher:
         )
         if self._identity.ByteSize():
             sealed.identity.CopyFrom(self._identity)
+        return sealed
+
+    def _seal(self) -> None:
+        batch, self._open = self._open, None
+        if batch is None or not batch.events:
+            return
+        sealed = self._sealed(batch, self.queue.next_seq())
         self.queue.push(sealed)
         self._unsent.append(sealed.seq)
 

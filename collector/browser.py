@@ -1,32 +1,34 @@
-"""The browser host: the collector running in the page under Pyodide.
+"""The browser host: the collector in a Web Worker under Pyodide, fed by the page's loader.
 
-How this works: `sdk_js/boot.mjs` boots Pyodide in idle time and calls `start(handoff, config)`.
-`handoff.take()` ends the loader's role and returns the raw signals it recorded since the page
-opened (or None when the page load already went raw, by beacon, before boot: then the loader
-keeps the page and this host does nothing). Those signals are replayed into a `Collector`
-numbered by the page load's stream, exactly as the edge and the server would replay them; from
-then on this host listens to the DOM itself through pyodide.ffi proxies: scroll (passive,
-sampled once per animation frame), visibility, focus, pointer activity, hover over
-`data-pw-hover` elements, pagehide; and `pw(...)` calls reach `command`.
+How this works: the loader (`sdk_js/pw.js`) records raw signals on the page, and its boot module
+(`sdk_js/boot.mjs`) posts them here as they happen; `receive` replays them into a `Collector`
+numbered by the page load's stream, exactly as the edge and the server replay raw signals, and
+answers how many it took in. Running in a worker keeps Pyodide off the page's thread: its boot
+alone is a multi-second task there, long enough to freeze the page and to miss the visitor's
+input.
 
 Sending: batches go as unary gRPC-Web calls (`fetch`), one per batch; an ack removes the batch
-from the retry queue (kept in localStorage), a refusal that will never pass (INVALID_ARGUMENT)
-drops it, anything else is retried with backoff under the same seq. When the page is hidden or
-closed, everything unacked goes in one beacon (gRPC-Web frames as text/plain, no preflight);
-what the beacon delivered is acked when the next page load resends it. Batches that earlier
-page loads of this device left unacked are resent at start, under their own stream and seq.
-A page driven by automation that says so (`navigator.webdriver`) is marked as a bot.
+from the retry queue, a refusal that will never pass (INVALID_ARGUMENT) drops it, anything else
+is retried with backoff under the same seq. The queue's saved text is mirrored to the page,
+which keeps it in localStorage (a worker has none). A closing tab gives a worker no time at all,
+so after every message and every tick the page is also given the host's last words: one batch,
+numbered LAST_WORDS_SEQ, holding what the page would still send if it ended now (the open
+batch, the open hover, the deepest scroll and engaged time, see `Collector.last_words`). When
+the page goes away it beacons the queue and the last words, and hands the signals the worker
+had not taken in back to the loader, which sends them raw as chunk 1 (whose batches are
+numbered from 1 << 16, above anything here). A page driven by automation that says so
+(`navigator.webdriver`) is a bot.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import struct
+from collections.abc import Callable
 from typing import Any
 
-from js import Blob, Date, Object, Uint8Array, document, fetch, navigator, window
-from pyodide.ffi import create_proxy, jsnull, to_js
+from js import Date, Object, Uint8Array, fetch, setInterval
+from pyodide.ffi import create_proxy, to_js
 
 from collector.batching import BatchContext, BatchLimits, DeviceClass
 from collector.edge import device_class
@@ -34,18 +36,15 @@ from collector.gen.pulsewire.v1 import batch_pb2
 from collector.raw_signals import RawPayload, replay
 from collector.session import Collector, SignalSettings
 
-__all__ = ["BROWSER_COLLECTOR_NAME", "start"]
+__all__ = ["BROWSER_COLLECTOR_NAME", "LAST_WORDS_SEQ", "WorkerHost", "start"]
 
 BROWSER_COLLECTOR_NAME = "pyodide-browser/0.1.0"
 SEND_PATH = "/pulsewire.v1.Ingest/Send"
-BEACON_PATH = "/pw/v1/beacon"
-BEACON_MAX_BYTES = 64 * 1024
-ACTIVITY_EVERY_MS = 250
-TICK_MS = 1_000
+TICK_MS = 250
+LAST_WORDS_SEQ = 65_535  # one page load sends last words once: at its end
 BACKOFF_FIRST_MS = 1_000
 BACKOFF_MAX_MS = 30_000
 _INVALID_ARGUMENT = 3
-_HOVER = "[data-pw-hover]"
 
 
 def _now() -> int:
@@ -56,13 +55,8 @@ def _frame(message: bytes) -> bytes:
     return struct.pack(">BI", 0, len(message)) + message
 
 
-def _py(value: Any) -> Any:
-    """JavaScript's null and undefined as None (Pyodide keeps null as `jsnull`)."""
-    return None if value is None or value is jsnull else value
-
-
-def _options(**values: Any) -> Any:
-    return to_js(values, dict_converter=Object.fromEntries)
+def _js(value: Any) -> Any:
+    return to_js(value, dict_converter=Object.fromEntries)
 
 
 def _bytes_to_js(data: bytes) -> Any:
@@ -82,134 +76,70 @@ def _signal_settings(raw: dict[str, Any]) -> SignalSettings:
     )
 
 
-class LocalStorage:
-    """The retry queue's storage: window.localStorage (which may throw; the queue copes)."""
+class MirroredStorage:
+    """The retry queue's storage: what the page had saved, and every save posted back to it."""
+
+    def __init__(self, queue_key: str, saved: str, post: Callable[[Any], None]) -> None:
+        self._values = {queue_key: saved}
+        self._queue_key = queue_key
+        self._post = post
 
     def get(self, key: str) -> str | None:
-        value = _py(window.localStorage.getItem(key))
-        return None if value is None else str(value)
+        return self._values.get(key)
 
     def set(self, key: str, value: str) -> None:
-        window.localStorage.setItem(key, value)
+        self._values[key] = value
+        if key == self._queue_key:
+            self._post(_js({"queue": value}))
 
 
-class BrowserHost:
-    def __init__(self, handoff: Any, config: dict[str, Any]) -> None:
-        self.base = str(handoff.base)
+class WorkerHost:
+    def __init__(self, init: dict[str, Any], config: dict[str, Any],
+                 post: Callable[[Any], None]) -> None:
+        self.base = str(init["base"])
         self.sent = self.acked = self.dropped = 0
+        self._post = post
         self._retry_at = 0
         self._backoff_ms = BACKOFF_FIRST_MS
         self._in_flight: set[tuple[int, int]] = set()
         self._tasks: set[asyncio.Future[None]] = set()
-        self._hovered: Any = None
-        self._last_activity = 0
-        self._frame_pending = False
-        self._proxies: list[Any] = []
-        self._frame_proxy = create_proxy(self._on_frame)
-        self._url = str(window.location.href)
-        ctx = _py(handoff.ctx)
-        ctx = ctx.to_py() if ctx is not None else {}
+        device = str(init["device"])
+        ctx = dict(init.get("ctx") or {})
+        storage = MirroredStorage(f"pulsewire.{device}.queue", str(init.get("queue") or ""),
+                                  post)
         self.collector = Collector(
-            str(handoff.site), str(handoff.device), stream=int(handoff.load),
-            storage=LocalStorage(), context=self._context(ctx),
+            str(init["site"]), device, stream=int(init["load"]), storage=storage,
+            context=_context(init, ctx),
             limits=BatchLimits(max_age_ms=int(config.get("batch_max_age_ms", 5_000))),
             settings=_signal_settings(config.get("signals", {})))
-        self._payload = RawPayload(str(handoff.site), str(handoff.device), int(handoff.load),
-                                   int(handoff.t0), 0, ctx, [], 0)
-
-    @staticmethod
-    def _context(ctx: dict[str, Any]) -> BatchContext:
-        agent = str(navigator.userAgent)
-        kind: DeviceClass = "bot" if navigator.webdriver else device_class(agent)
-        return BatchContext(timezone=str(ctx.get("tz", "")), locale=str(ctx.get("locale", "")),
-                            viewport_width=int(window.innerWidth),
-                            viewport_height=int(window.innerHeight), device_class=kind,
-                            currency=str(ctx.get("cur", "")).upper()[:3],
-                            collector=BROWSER_COLLECTOR_NAME)
-
-    def take_over(self, signals: list[list[Any]]) -> None:
-        replay(self.collector, dataclasses.replace(self._payload, signals=signals))
-        self._listen(window, "scroll", self._on_scroll)
-        self._listen(document, "visibilitychange", self._on_visibility)
-        self._listen(window, "focus", lambda _e: self.collector.focus(True, _now()))
-        self._listen(window, "blur", lambda _e: self.collector.focus(False, _now()))
-        for kind in ("pointermove", "pointerdown", "keydown", "touchstart", "wheel"):
-            self._listen(window, kind, self._on_activity)
-        self._listen(document, "pointerover", self._on_pointer_over)
-        self._listen(document, "pointerout", self._on_pointer_out)
-        self._listen(window, "pagehide", self._on_pagehide)
+        self._payload = RawPayload(str(init["site"]), device, int(init["load"]),
+                                   int(init["t0"]), 0, ctx, [], 0)
         self._tick_proxy = create_proxy(self._tick)
-        window.setInterval(self._tick_proxy, TICK_MS)
+        setInterval(self._tick_proxy, TICK_MS)
         self._send(self.collector.resend(_now()))  # what earlier page loads left unacked
 
-    def command(self, args: Any) -> None:
-        """A `pw(...)` call: ('track', name, props), ('identify', {...}) or ('page',)."""
-        call = args.to_py() if hasattr(args, "to_py") else list(args)
-        now = _now()
-        if call and call[0] == "track" and len(call) > 1:
-            self.collector.track(str(call[1]), call[2] if len(call) > 2 else {}, now)
-        elif call and call[0] == "identify" and len(call) > 1:
-            who = call[1]
-            self.collector.identify(str(who.get("user_id", "")), str(who.get("email", "")),
-                                    str(who.get("signature", "")), now,
-                                    {str(k): str(v) for k, v in who.get("traits", {}).items()})
-        elif call and call[0] == "page":
-            self.collector.page_view(str(window.location.pathname), str(document.title),
-                                     self._url, now)
-            self._url = str(window.location.href)
-        self._send(self.collector.tick(now))
+    def receive(self, message: Any) -> None:
+        """Signals from the page: replay them and send what is due. Commands (track, identify,
+        page view) and the page being hidden seal the open batch at once."""
+        data = message.to_py() if hasattr(message, "to_py") else dict(message)
+        signals = data.get("s") or []
+        replay(self.collector, RawPayload(self._payload.site, self._payload.device,
+                                          self._payload.load, self._payload.t0, 0,
+                                          self._payload.context, signals, 0))
+        # The collector's clock goes no further than the signals: messages queued behind this
+        # one (the backlog at boot) carry earlier times, and time counted past them is final.
+        at = max((self._payload.t0 + int(s[0]) for s in signals), default=_now())
+        if any(s[1] in "tip" or (s[1] == "v" and not s[2]) for s in signals):
+            self._send(self.collector.flush(at))
+        else:
+            self._send(self.collector.tick(at))
+        self._report(len(signals), at)
 
-    def _listen(self, target: Any, kind: str, handler: Any) -> None:
-        proxy = create_proxy(handler)
-        self._proxies.append(proxy)
-        target.addEventListener(kind, proxy, _options(passive=True))
-
-    def _on_scroll(self, _event: Any) -> None:
-        if not self._frame_pending:
-            self._frame_pending = True
-            window.requestAnimationFrame(self._frame_proxy)
-
-    def _on_frame(self, _time: Any) -> None:
-        self._frame_pending = False
-        height = int(document.documentElement.scrollHeight) or 1
-        depth = (float(window.scrollY) + float(window.innerHeight)) * 100 / height
-        self.collector.scroll_to(min(100.0, max(0.0, depth)), _now())
-
-    def _on_visibility(self, _event: Any) -> None:
-        visible = str(document.visibilityState) == "visible"
-        self.collector.visibility(visible, _now())
-        if not visible:
-            self._beacon()
-
-    def _on_activity(self, _event: Any) -> None:
-        now = _now()
-        if now - self._last_activity >= ACTIVITY_EVERY_MS:
-            self._last_activity = now
-            self.collector.activity(now)
-
-    def _on_pointer_over(self, event: Any) -> None:
-        target = _py(event.target)
-        element = _py(target.closest(_HOVER)) if hasattr(target, "closest") else None
-        if element is None or element == self._hovered:
-            return
-        now = _now()
-        if self._hovered is not None:
-            self.collector.pointer_leave(str(self._hovered.getAttribute("data-pw-hover")), now)
-        self._hovered = element
-        self.collector.pointer_enter(str(element.getAttribute("data-pw-hover")), now)
-
-    def _on_pointer_out(self, event: Any) -> None:
-        if self._hovered is None:
-            return
-        to = _py(event.relatedTarget)
-        if to is not None and self._hovered.contains(to):
-            return
-        self.collector.pointer_leave(str(self._hovered.getAttribute("data-pw-hover")), _now())
-        self._hovered = None
-
-    def _on_pagehide(self, _event: Any) -> None:
-        self.collector.page_end(_now())
-        self._beacon()
+    def _report(self, taken: int, at: int) -> None:
+        """Tell the page how many more signals were taken in, with the current last words."""
+        last = self.collector.last_words(at, LAST_WORDS_SEQ)
+        words = _bytes_to_js(last.SerializeToString()) if last is not None else None
+        self._post(_js({"taken": taken, "last": words}))
 
     def _tick(self) -> None:
         now = _now()
@@ -218,6 +148,7 @@ class BrowserHost:
             self._retry_at = 0
             batches = self.collector.resend(now)
         self._send(batches)
+        self._report(0, now)
 
     def _send(self, batches: list[batch_pb2.Batch]) -> None:
         for batch in batches:
@@ -230,20 +161,21 @@ class BrowserHost:
 
     async def _send_one(self, batch: batch_pb2.Batch, key: tuple[int, int]) -> None:
         self.sent += 1
+        batch.sent_at_ms = _now()  # by which the server corrects this page's clock
         try:
-            response = await fetch(self.base + SEND_PATH, _options(
-                method="POST", body=_bytes_to_js(_frame(batch.SerializeToString())),
-                headers=_options(**{"content-type": "application/grpc-web+proto",
-                                    "x-grpc-web": "1"})))
-            status = _py(response.headers.get("grpc-status"))
-            body = (await response.arrayBuffer()).to_bytes()
-            if status is None and len(body) > 5:
-                status = "0"
-                ack = batch_pb2.Ack.FromString(body[5:5 + struct.unpack(">I", body[1:5])[0]])
+            body = _frame(batch.SerializeToString())
+            response = await fetch(self.base + SEND_PATH, _js({
+                "method": "POST", "body": _bytes_to_js(body), "keepalive": len(body) < 60_000,
+                "headers": {"content-type": "application/grpc-web+proto", "x-grpc-web": "1"}}))
+            status = response.headers.get("grpc-status")
+            answer = (await response.arrayBuffer()).to_bytes()
+            if not status and len(answer) > 5:
+                (length,) = struct.unpack(">I", answer[1:5])
+                ack = batch_pb2.Ack.FromString(answer[5:5 + length])
                 self.collector.ack(ack.seq, ack.stream)
                 self.acked += 1
                 self._backoff_ms = BACKOFF_FIRST_MS
-            elif status is not None and int(status) == _INVALID_ARGUMENT:
+            elif status and int(status) == _INVALID_ARGUMENT:
                 self.collector.ack(batch.seq, batch.stream)  # it will never pass
                 self.dropped += 1
             else:
@@ -257,25 +189,19 @@ class BrowserHost:
         self._retry_at = _now() + self._backoff_ms
         self._backoff_ms = min(self._backoff_ms * 2, BACKOFF_MAX_MS)
 
-    def _beacon(self) -> None:
-        body = bytearray()
-        for batch in self.collector.flush(_now()):
-            frame = _frame(batch.SerializeToString())
-            if len(body) + len(frame) > BEACON_MAX_BYTES:
-                break  # the rest stays queued for the next page load
-            body += frame
-        if body:
-            blob = Blob.new(to_js([_bytes_to_js(bytes(body))]), _options(type="text/plain"))
-            navigator.sendBeacon(self.base + BEACON_PATH, blob)
+
+def _context(init: dict[str, Any], ctx: dict[str, Any]) -> BatchContext:
+    kind: DeviceClass = "bot" if init.get("webdriver") else device_class(str(init["agent"]))
+    return BatchContext(timezone=str(ctx.get("tz", ""))[:64],
+                        locale=str(ctx.get("locale", ""))[:35],
+                        viewport_width=int(init.get("vw", 0)),
+                        viewport_height=int(init.get("vh", 0)), device_class=kind,
+                        currency=str(ctx.get("cur", "")).upper()[:3],
+                        collector=BROWSER_COLLECTOR_NAME)
 
 
-def start(handoff: Any, config: Any) -> BrowserHost | None:
-    """Take the page over from the loader; None when the page load already went raw."""
-    settings = config.to_py() if hasattr(config, "to_py") else dict(config or {})
-    host = BrowserHost(handoff, settings)
-    signals = _py(handoff.take())
-    if signals is None:
-        return None
-    handoff.sink = create_proxy(host.command)
-    host.take_over(signals.to_py())
-    return host
+def start(init: Any, config: Any, post: Callable[[Any], None]) -> WorkerHost:
+    """The worker's host, from the page's init message and the site's collector config."""
+    def plain(value: Any) -> dict[str, Any]:
+        return dict(value.to_py() if hasattr(value, "to_py") else value or {})
+    return WorkerHost(plain(init), plain(config), post)

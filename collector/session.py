@@ -16,6 +16,7 @@ server acked and `resend(now_ms)` after a failure.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -133,6 +134,14 @@ class Collector:
         self._advanced(now_ms)
         self.batcher.set_identity(user_id, email, signature)
         self._emit([Identify(now_ms, user_id, email, signature, tuple((traits or {}).items()))])
+
+    def last_words(self, now_ms: int, seq: int) -> batch_pb2.Batch | None:
+        """What this page would still send if it ended now (the open batch, the open hover, the
+        deepest scroll and engaged time), as one batch numbered `seq`, changing nothing: a host
+        whose page can vanish without a moment's notice keeps it ready for its last beacon."""
+        page = self._advanced(now_ms)
+        extra = copy.deepcopy(page).checkpoint(now_ms) if page else []
+        return self.batcher.sealed_apart(extra, self.path, seq, now_ms)
 
     def page_end(self, now_ms: int) -> None:
         if page := self._advanced(now_ms):

@@ -1,31 +1,93 @@
-// Boots the collector in the page: Pyodide and our two wheels from this server's own asset path
-// (pyodide-lock.json lists them with their sha256, which the browser checks), then hands the
-// page over from the loader to collector.browser (see collector/browser.py).
-// `h` is the loader's handoff: {site, device, load, t0, ctx, assets, base, take}.
-export async function boot(h) {
+// The page side of the collector in browser mode. The loader keeps recording raw signals on
+// the page; this module starts a Web Worker that runs Pyodide and the collector
+// (collector/browser.py), takes the loader's signals and feeds them to it. Pyodide's boot and
+// every line of Python run off the page's thread: the page never waits for them.
+//
+// The worker sends its batches itself (gRPC-Web) and mirrors its retry queue here, where it is
+// kept in localStorage for the next page load, along with its "last words": the batch it would
+// still send if the page ended now. Page hide is the page's business, because a worker dies
+// with its page: the unacked batches and the last words go in one beacon (gRPC-Web frames as
+// text/plain, no preflight), and the signals the worker has not taken in yet go back to the
+// loader, which sends them raw as chunk 1 (the server replays them; the worker's batches and
+// theirs never share a seq).
+//
+// `h` is the loader's handoff: {site, device, load, t0, ctx, assets, base, take, back}.
+export function boot(h) {
   const started = performance.now();
-  const { loadPyodide } = await import(h.assets + "pyodide.mjs");
-  const pyodide = await loadPyodide({
-    indexURL: h.assets,
-    lockFileURL: h.assets + "pyodide-lock.json",
-    fullStdLib: false,
-    stdout: () => {},
-    stderr: () => {},
-  });
-  await pyodide.loadPackage("pulsewire-collector", { messageCallback: () => {} });
-  let config = {};
+  const url = h.assets + "worker.mjs";
+  const key = `pulsewire.${h.device}.queue`;
+  const worker = new URL(url).origin === location.origin
+    ? new Worker(url, { type: "module" })
+    : new Worker(URL.createObjectURL(new Blob([`import ${JSON.stringify(url)};`],
+      { type: "text/javascript" })), { type: "module" });
+  let queue = "";
   try {
-    const answer = await fetch(h.base + "/pw/v1/config/" + encodeURIComponent(h.site));
-    if (answer.ok) config = await answer.json();
+    queue = localStorage.getItem(key) || "";
   } catch (_) {
-    // the defaults serve
+    // storage blocked: the queue lives in memory only
   }
-  const browser = pyodide.pyimport("collector.browser"); // throws if the wheel did not load
-  const host = browser.start(h, pyodide.toPy(config));
-  const pw = window.pw;
-  if (pw) {
-    pw.boot_ms = Math.round(performance.now() - started);
-    pw.host = host || null;
+  let pending = []; // signals posted to the worker and not yet taken in by it
+  let last = null; // the worker's last words: a serialized Batch
+  let over = false;
+
+  worker.onmessage = ({ data }) => {
+    if (data.taken !== undefined) {
+      pending.splice(0, data.taken);
+      last = data.last;
+    }
+    if (data.queue !== undefined) {
+      queue = data.queue;
+      try {
+        localStorage.setItem(key, queue);
+      } catch (_) {
+        // full or blocked: the worker still holds the batches
+      }
+    }
+    if (data.ready && window.pw) window.pw.boot_ms = Math.round(performance.now() - started);
+  };
+  worker.onerror = () => leave(); // could not start: the loader sends raw
+
+  const post = (signals) => {
+    pending.push(...signals);
+    worker.postMessage({ s: signals });
+  };
+  const leave = () => {
+    if (over) return;
+    over = true;
+    const batches = queue.split("\n").filter(Boolean)
+      .map((line) => Uint8Array.from(atob(line), (c) => c.charCodeAt(0)));
+    if (last) batches.push(last);
+    const frames = batches.map((bytes) => {
+      const frame = new Uint8Array(5 + bytes.length);
+      new DataView(frame.buffer).setUint32(1, bytes.length);
+      frame.set(bytes, 5);
+      return frame;
+    });
+    if (frames.length) {
+      navigator.sendBeacon(h.base + "/pw/v1/beacon", new Blob(frames, { type: "text/plain" }));
+    }
+    worker.terminate();
+    h.back(pending, 1);
+    pending = [];
+  };
+
+  worker.postMessage({
+    init: {
+      site: h.site, device: h.device, load: h.load, t0: h.t0, ctx: h.ctx, base: h.base,
+      queue, agent: navigator.userAgent, webdriver: Boolean(navigator.webdriver),
+      vw: innerWidth, vh: innerHeight,
+    },
+  });
+  const signals = h.take();
+  if (!signals) {
+    worker.terminate();
+    return;
   }
-  return host;
+  h.sink = (signal) => {
+    if (over) return;
+    post([signal]);
+    if (signal[1] === "x") leave();
+  };
+  post(signals);
+  if (window.pw) window.pw.worker = worker;
 }

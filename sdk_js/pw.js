@@ -1,14 +1,18 @@
 /* pulsewire loader: the script behind the tag
    <script async src="https://shop.example.com/pw.js" data-site="SITE_KEY"></script>
 
-   How this works: from its first moment the loader records what happens on the page as raw
-   signals (collector/raw_signals.py describes them) into a bounded buffer. In `browser` mode it
-   then imports the collector's boot module in idle time and hands the buffer over through
-   `take()`; from then on the collector listens and `pw(...)` calls go to `H.sink`. If the page
-   hides or closes before that, or the import fails, the loader "goes raw": it sends its buffer
-   as JSON chunks to the signals endpoint, where the server replays them through the same
-   collector code, and keeps sending raw for the rest of the page load. `edge` mode is raw from
-   the start (a first-party edge worker replays the chunks).
+   How this works: from its first moment to the page's end the loader records what happens on
+   the page as raw signals (collector/raw_signals.py describes them). Until someone takes them
+   they wait in a bounded buffer. In `browser` mode the loader imports the collector's boot
+   module in idle time and hands the buffer over through `take()`; from then on every new signal,
+   `pw(...)` calls included, goes straight to `H.sink` (the boot module feeds them to the
+   collector in a Web Worker, so Python never runs on the page's own thread). `back(signals, n)`
+   returns the page to the loader (the boot module gives up at page hide): those signals are sent
+   raw as chunk n and later ones follow raw. If the page hides or closes before the handoff, or
+   the import fails, the loader "goes raw": it sends its buffer as JSON chunks to the signals
+   endpoint, where the server replays them through the same collector code, and keeps sending
+   raw for the rest of the page load. `edge` mode is raw from the start (a first-party edge
+   worker replays the chunks).
 
    Plain ES2017 classic script (plus the dynamic import()), no dependencies; it is served
    minified with terser, and the server replaces the assets placeholder below with its
@@ -50,10 +54,11 @@
     // and the page end are kept (up to 1200); whatever is dropped is counted in pw.d.
     let buf = [], n = 0, busy = false, debounce, interval;
     const record = (kind, ...args) => {
-      if (done) return;
+      const signal = [Math.max(0, Date.now() - t0), kind, ...args];
+      if (done) return H.sink(signal);
       const urgent = "tip".includes(kind);
       if (buf.length >= 1200 || (buf.length >= 1000 && !urgent && kind != "x")) return P.d++;
-      buf.push([Math.max(0, Date.now() - t0), kind, ...args]);
+      buf.push(signal);
       if (raw && urgent) {
         clearTimeout(debounce);
         debounce = setTimeout(send, 100);
@@ -99,14 +104,11 @@
       send();
     };
 
-    // Listeners: passive, each handler guarded; take() removes them all.
-    const removers = [];
-    const on = (target, types, handler, capture) => types.split(" ").forEach((type) => {
-      const guarded = (e) => { try { handler(e); } catch (x) { /* never into the page */ } };
-      const options = { passive: true, capture: !!capture };
-      target.addEventListener(type, guarded, options);
-      removers.push(() => target.removeEventListener(type, guarded, options));
-    });
+    // Listeners: passive, each handler guarded.
+    const on = (target, types, handler, capture) => types.split(" ").forEach((type) =>
+      target.addEventListener(type, (e) => {
+        try { handler(e); } catch (x) { /* never into the page */ }
+      }, { passive: true, capture: !!capture }));
 
     let frame = 0, deepest = 0;
     on(W, "scroll", () => {
@@ -126,7 +128,7 @@
     let lastActive = -1e4;
     on(W, "pointermove pointerdown keydown touchstart wheel", () => {
       const now = Date.now() - t0;
-      if (now - lastActive >= 1000) {
+      if (now - lastActive >= 250) {
         lastActive = now;
         record("a");
       }
@@ -173,7 +175,7 @@
     };
     const P = W.pw = (...args) => {
       try {
-        done ? H.sink && H.sink(args) : command(args);
+        command(args);
       } catch (e) { /* a bad call never breaks the page */ }
     };
     P.d = 0;
@@ -184,9 +186,13 @@
       take: () => {
         if (raw || done) return null;
         done = true;
-        removers.forEach((remove) => remove());
-        cancelAnimationFrame(frame);
-        return buf;
+        return buf.splice(0);
+      },
+      back: (signals, chunk) => {
+        done = false;
+        buf = signals.concat(buf);
+        n = chunk;
+        goRaw();
       },
     };
 

@@ -201,12 +201,15 @@ def _site(index: int, raw: Any) -> SiteSettings:
     unknown = set(raw) - {"key", "secret", "origins", "signals", "batch_max_age_ms"}
     if unknown:
         raise ConfigError(f"sites[{index}]: unknown key(s) {sorted(unknown)}")
-    max_age = raw.get("batch_max_age_ms", 5_000)
-    if not isinstance(max_age, int) or max_age < 1:
-        raise ConfigError(f"sites[{index}].batch_max_age_ms: expected a positive int")
+    periods = {}
+    for name in ("batch_max_age_ms",):
+        if name in raw:
+            if not isinstance(raw[name], int) or raw[name] < 1:
+                raise ConfigError(f"sites[{index}].{name}: expected a positive int")
+            periods[name] = raw[name]
     return SiteSettings(str(raw["key"]), str(raw["secret"]),
                         tuple(str(o) for o in raw.get("origins", ())),
-                        _signals(f"sites[{index}].signals", raw.get("signals", {})), max_age)
+                        _signals(f"sites[{index}].signals", raw.get("signals", {})), **periods)
 
 
 def _signals(where: str, raw: Any) -> SignalSettings:

@@ -9,6 +9,9 @@
 // navigator.webdriver (scenario "automation" keeps Playwright's defaults, which declare it).
 // Headless Chromium never hides a tab, so "hide the tab" sets document.visibilityState and
 // fires visibilitychange, as the browser does.
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { chromium } from "../../sdk_js/node_modules/playwright-core/index.mjs";
 
 const plan = JSON.parse(process.argv[2]);
@@ -17,6 +20,10 @@ const person = plan.scenario !== "automation";
 const USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) " +
   "Chrome/131.0.0.0 Safari/537.36";
 
+// Chromium's own network log sees every request, beacons sent at page close included (the
+// automation protocol misses those): the test reads the URLs from it.
+const logDir = mkdtempSync(path.join(tmpdir(), "pw-netlog-"));
+const netLog = path.join(logDir, "net.json");
 const browser = await chromium.launch({
   executablePath: "/usr/bin/chromium",
   headless: true,
@@ -29,6 +36,7 @@ const browser = await chromium.launch({
     "--disable-domain-reliability",
     "--disable-sync",
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+    `--log-net-log=${netLog}`,
     ...(person ? ["--disable-blink-features=AutomationControlled"] : []),
   ],
   ignoreDefaultArgs: person ? ["--enable-automation"] : [],
@@ -46,13 +54,21 @@ context.on("request", (request) => {
     posts.push({ url: request.url(), at: Date.now(), body: body ? body.toString("base64") : "" });
   }
 });
+// The truth about input, at full resolution: every pointer and key event the page received.
+await context.addInitScript(() => {
+  window.__inputs = [];
+  for (const type of ["pointermove", "pointerdown", "keydown", "touchstart", "wheel"]) {
+    addEventListener(type, () => window.__inputs.push(Date.now()), { capture: true, passive: true });
+  }
+});
 const page = await context.newPage();
 const facts = { scenario: plan.scenario };
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const now = () => page.evaluate(() => Date.now());
 
 async function booted() {
-  await page.waitForFunction(() => window.pw && window.pw.host, null, { timeout: 90_000 });
+  if (plan.mode === "edge") return; // no Pyodide in the page: the edge worker runs it
+  await page.waitForFunction(() => window.pw && window.pw.boot_ms, null, { timeout: 90_000 });
   facts.boot_ms = await page.evaluate(() => window.pw.boot_ms);
 }
 
@@ -144,7 +160,7 @@ const scenarios = {
     facts.device = await page.evaluate(() => localStorage.getItem("pw.did"));
     await scrollTo(0.8);
     await page.click("#add-to-cart");
-    facts.booted_before_close = await page.evaluate(() => Boolean(window.pw && window.pw.host));
+    facts.booted_before_close = await page.evaluate(() => Boolean(window.pw && window.pw.boot_ms));
     facts.closed_at = Date.now();
     await page.close({ runBeforeUnload: true });
   },
@@ -187,6 +203,7 @@ const scenarios = {
     facts.idle_from = await now(); // the last activity: only the site's idle allowance follows
     await sleep(plan.idle_ms);
     facts.ended_at = await now();
+    facts.inputs = await page.evaluate(() => window.__inputs);
     await page.goto("about:blank");
   },
   async hover_fidelity() {
@@ -225,4 +242,12 @@ try {
 } finally {
   await browser.close();
 }
-console.log(JSON.stringify({ ...facts, requests, posts }));
+// Every request the network stack started, with who started it: a page or worker (its origin,
+// or "null") or the browser itself ("not an origin": update checks and the like, which the
+// resolver rule above sends nowhere).
+const log = JSON.parse(readFileSync(netLog, "utf8"));
+const started = log.constants.logEventTypes.URL_REQUEST_START_JOB;
+const netlog = log.events.filter((e) => e.type === started && e.params && e.params.url)
+  .map((e) => ({ url: e.params.url, initiator: e.params.initiator }));
+rmSync(logDir, { recursive: true, force: true });
+console.log(JSON.stringify({ ...facts, requests, posts, netlog }));

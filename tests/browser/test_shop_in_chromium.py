@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from harness import eventually, stat
-from shop import drive, off_machine, sent_batches, shop, wire_events
+from shop import drive, off_machine, sent_batches, shop
 
 from collector.events import CartAdd, Dwell, Hover, Identify, Purchase, Scroll
 from server.engine.state import UserState, decode_state
@@ -25,13 +25,13 @@ def test_an_engaged_shopper_who_leaves_gets_the_reminder_with_the_product(
             assert email.envelope_to == (EMAIL,)
             assert "Aero Pro 14 Laptop" in email.subject
             assert "Aero Pro 14 Laptop" in email.text and "SAVE15" in email.text
-            events = wire_events(facts)
+            events = running.events()  # what the server was given
             kinds = {type(e) for e in events}
             assert {CartAdd, Identify, Scroll, Dwell, Hover} <= kinds
             assert max(e.depth_pct for e in events if isinstance(e, Scroll)) >= 70
             assert off_machine(facts) == []
             assert all(b.context.collector.startswith("pyodide-browser/") for b in
-                       sent_batches(facts))
+                       running.batches())
             waited_ms = email.received_ms - facts["cart_at"]
             print(f"\nPyodide boot in the page: {facts['boot_ms']} ms; cart click to email at "
                   f"SMTP: {waited_ms} ms (the sequence waits 15000 ms)")
@@ -43,7 +43,7 @@ def test_a_purchase_before_the_wait_ends_sends_nothing(tmp_path: Path) -> None:
         async with shop(tmp_path, wait="25s") as running:
             facts = await drive(running, "purchase", email=EMAIL)
             assert facts["purchase_at"] - facts["cart_at"] < 25_000
-            assert any(isinstance(e, Purchase) for e in wire_events(facts))
+            assert any(isinstance(e, Purchase) for e in running.events())
             await asyncio.sleep(max(0, facts["cart_at"] + 28_000 - time.time() * 1000) / 1000)
             assert await stat(running.app, "exited") >= 1
             assert running.catcher.messages == []
@@ -57,6 +57,10 @@ def test_a_page_closed_before_pyodide_booted_still_delivers_its_events(tmp_path:
             facts = await drive(running, "early_close", linger_ms=1500)
             assert facts["booted_before_close"] is False
             assert sent_batches(facts) == []  # nothing went by gRPC-Web: it all went raw
+            assert all(b.context.collector.startswith("python-server/") for b in
+                       running.batches())
+            assert any(isinstance(e, CartAdd) and e.sku == "premium-laptop"
+                       for e in running.events())
             key = f"d:{facts['device']}"
 
             async def state() -> UserState | None:
@@ -71,4 +75,17 @@ def test_a_page_closed_before_pyodide_booted_still_delivers_its_events(tmp_path:
             assert any(i.sequence == "cart-seen" for i in found.instances)
             assert found.signals
             assert off_machine(facts) == []
+    asyncio.run(scenario())
+
+
+def test_a_browser_that_declares_automation_is_counted_and_never_mailed(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with shop(tmp_path, wait="1s") as running:
+            facts = await drive(running, "automation", linger_ms=2500)
+            assert facts["webdriver"] is True
+            batches = running.batches()
+            assert batches and all(b.context.device_class == b.context.BOT for b in batches)
+            assert running.app.metrics.bot_events._value.get() >= 2
+            assert await stat(running.app, "entered") == 0  # the cart_add was never applied
+            assert running.catcher.messages == []
     asyncio.run(scenario())

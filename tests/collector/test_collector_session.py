@@ -195,3 +195,22 @@ def test_retry_queue_never_passes_its_cap(stream: Stream, cap: int) -> None:
     assert c.batcher.queue.dropped_batches + run.acked + len(c.pending()) == sealed
     first_hand_outs = list(dict.fromkeys(b.seq for b in run.sent))
     assert first_hand_outs == sorted(first_hand_outs)  # a new batch always has a higher seq
+
+
+def test_last_words_are_what_a_page_end_would_send_and_change_nothing() -> None:
+    c = Collector("site", "dev", stream=3, limits=BatchLimits(max_age_ms=60_000))
+    c.page_view("/p", "P", "", 0)
+    c.scroll_to(64, 1_000)
+    c.pointer_enter("card:a", 2_000)
+    words = c.last_words(12_000, 65_535)
+    assert words is not None and (words.stream, words.seq, words.sent_at_ms) == (3, 65_535, 12_000)
+    twin = Collector("site", "dev", stream=3, limits=BatchLimits(max_age_ms=60_000))
+    twin.page_view("/p", "P", "", 0)
+    twin.scroll_to(64, 1_000)
+    twin.pointer_enter("card:a", 2_000)
+    twin.page_end(12_000)
+    [ended] = twin.flush(12_000)
+    assert decode_batch(words) == decode_batch(ended)
+    assert c.pending() == [] and c.last_words(12_000, 65_535) == words  # nothing changed
+    c.pointer_leave("card:a", 12_500)  # the hover was still open: reported once, for real
+    assert [type(e).__name__ for e in decode_batch(c.flush(13_000)[0])][-1] == "Hover"

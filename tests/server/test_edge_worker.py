@@ -19,10 +19,10 @@ WORKER = ROOT / "sdk_js" / "edge" / "worker.mjs"
 
 
 @asynccontextmanager
-async def edge_worker(upstream: str) -> AsyncIterator[str]:
+async def edge_worker(upstream: str, listen: str = "127.0.0.1:0") -> AsyncIterator[str]:
     """Runs the edge worker; yields its base URL."""
     process = await asyncio.create_subprocess_exec(
-        "node", str(WORKER), "--listen", "127.0.0.1:0", "--upstream", upstream,
+        "node", str(WORKER), "--listen", listen, "--upstream", upstream,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         assert process.stdout is not None and process.stderr is not None
