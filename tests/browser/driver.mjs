@@ -54,12 +54,26 @@ context.on("request", (request) => {
     posts.push({ url: request.url(), at: Date.now(), body: body ? body.toString("base64") : "" });
   }
 });
-// The truth about input, at full resolution: every pointer and key event the page received.
+// The truth, at full resolution and on the page's own clock: every pointer and key event the
+// page received, and when the pointer entered and left each data-pw-hover element.
 await context.addInitScript(() => {
   window.__inputs = [];
+  window.__rests = [];
   for (const type of ["pointermove", "pointerdown", "keydown", "touchstart", "wheel"]) {
     addEventListener(type, () => window.__inputs.push(Date.now()), { capture: true, passive: true });
   }
+  const marked = (el) => (el && el.closest ? el.closest("[data-pw-hover]") : null);
+  addEventListener("pointerover", (e) => {
+    const el = marked(e.target);
+    if (el && el !== marked(e.relatedTarget)) {
+      window.__rests.push([el.getAttribute("data-pw-hover"), Date.now(), null]);
+    }
+  }, { capture: true, passive: true });
+  addEventListener("pointerout", (e) => {
+    const el = marked(e.target);
+    const open = window.__rests[window.__rests.length - 1];
+    if (el && el !== marked(e.relatedTarget) && open && open[2] === null) open[2] = Date.now();
+  }, { capture: true, passive: true });
 });
 const page = await context.newPage();
 const facts = { scenario: plan.scenario };
@@ -229,6 +243,7 @@ const scenarios = {
         await page.mouse.move(2, 2); // off every card
         await sleep(150);
       }
+      facts.rests = (facts.rests || []).concat([await page.evaluate(() => window.__rests)]);
       await page.goto("about:blank");
     }
   },
