@@ -6,11 +6,17 @@ wire), its `base_time_ms` is the first event's time and each event's `dt_ms` is 
 the one before (a clock that went back gives 0: events stay in arrival order). The open batch
 is sealed when it holds `max_events`, when the next event would push it past `max_bytes` (the
 64 KB fetch keepalive limit, counted exactly from field sizes), when its oldest event is
-`max_age_ms` old at a `tick`, or at `flush`. Sealing takes the next seq, stamps the identity
-known at that moment (repeated in every batch after identify) and the context, and puts the
-batch into the retry queue, where it stays until acked. `tick` hands out the batches sealed
-since the last hand-out; `flush` and `resend` hand out everything unacked. Every batch handed
-out gets `sent_at_ms` set to that moment.
+`max_age_ms` old at a `tick`, or at `flush`. Sealing takes the next seq and the context, and
+puts the batch into the retry queue, where it stays until acked. `tick` hands out the batches
+sealed since the last hand-out; `flush` and `resend` hand out everything unacked. Every batch
+handed out gets `sent_at_ms` set to that moment.
+
+What is not repeated, since every batch is paid for in bytes: the whole context goes in the
+first batch this batcher seals (a page load's first), later ones carry only the device class
+when there is one (the server must see a bot in every batch). The identity goes only where the
+identify event is (or, given by `set_identity`, in the next batch): the server remembers which
+user a device became and routes its later batches there, so repeating the email and its
+signature (about 100 bytes) would buy nothing.
 """
 
 from __future__ import annotations
@@ -103,11 +109,15 @@ class Batcher:
         self._site_key = site_key
         self._device_id = device_id
         self._context = (context or BatchContext()).to_wire()
-        self._identity = batch_pb2.Identity()
+        self._context_later = batch_pb2.Context(device_class=self._context.device_class)
+        self._context_sent = False
+        self._identity: batch_pb2.Identity | None = None
         self._open: _OpenBatch | None = None
         self._unsent: list[int] = []
 
     def set_identity(self, user_id: str, email: str, signature: str) -> None:
+        """Who the visitor is, for a host that knows it without an identify event (an app
+        started by a signed-in user): it goes in the next batch sealed, once."""
         self._identity = batch_pb2.Identity(user_id=user_id, email=email, signature=signature)
 
     def add(self, event: Event, page_path: str) -> None:
@@ -204,10 +214,10 @@ class Batcher:
             base_time_ms=batch.base_time_ms,
             strings=batch.strings.strings,
             events=batch.events,
-            context=self._context,
         )
-        if self._identity.ByteSize():
-            sealed.identity.CopyFrom(self._identity)
+        context = self._context_later if self._context_sent else self._context
+        if context.ByteSize():
+            sealed.context.CopyFrom(context)
         return sealed
 
     def _seal(self) -> None:
@@ -215,6 +225,10 @@ class Batcher:
         if batch is None or not batch.events:
             return
         sealed = self._sealed(batch, self.queue.next_seq())
+        if self._identity is not None:
+            sealed.identity.CopyFrom(self._identity)
+            self._identity = None
+        self._context_sent = True
         self.queue.push(sealed)
         self._unsent.append(sealed.seq)
 

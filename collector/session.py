@@ -132,7 +132,6 @@ class Collector:
         traits: dict[str, str] | None = None,
     ) -> None:
         self._advanced(now_ms)
-        self.batcher.set_identity(user_id, email, signature)
         self._emit([Identify(now_ms, user_id, email, signature, tuple((traits or {}).items()))])
 
     def last_words(self, now_ms: int, seq: int) -> batch_pb2.Batch | None:

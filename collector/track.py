@@ -93,7 +93,7 @@ def _purchase(props: Props, at: int, cur: str) -> Event:
     currency = _text(props, "currency")
     value = _money(props, "value", currency or cur)
     order_id, cart_id = _text(props, "order_id", required=True), _text(props, "cart_id")
-    return Purchase(at, order_id, value, currency, cart_id)
+    return Purchase(at, order_id, value, currency or cur, cart_id)  # said, not implied
 
 
 _FORM_ACTIONS: dict[str, FormAction] = {

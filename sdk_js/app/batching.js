@@ -6,9 +6,12 @@
 // the delta from the one before (a clock that went back gives 0: events stay in arrival order).
 // The open batch is sealed when it holds `maxEvents`, when the next event would push it past
 // `maxBytes` (counted exactly from field sizes), when its oldest event is `maxAgeMs` old at a
-// `tick`, or at `flush`. Sealing takes the next seq, stamps the identity known at that moment
-// (repeated in every batch after identify) and the context, and puts the batch into the retry
-// queue, where it stays until acked. Every batch handed out gets `sentAtMs` set to that moment.
+// `tick`, or at `flush`. Sealing takes the next seq and the context and puts the batch into the
+// retry queue, where it stays until acked. Every batch handed out gets `sentAtMs` set to that
+// moment. Not repeated, as in Python: the whole context goes in the first batch sealed, later
+// ones carry only the device class when there is one; an identity given by `setIdentity` goes
+// in the next batch sealed, once (an identify event carries its own; the server remembers
+// which user a device became).
 
 import { clone, create, toBinary } from "@bufbuild/protobuf";
 import { BatchSchema, ContextSchema, IdentitySchema } from "../gen/pulsewire/v1/batch_pb.js";
@@ -115,7 +118,10 @@ export class Batcher {
     this._siteKey = siteKey;
     this._deviceId = deviceId;
     this._context = contextToWire(context);
-    this._identity = create(IdentitySchema);
+    this._contextLater = create(ContextSchema, { deviceClass: this._context.deviceClass });
+    this._contextSent = false;
+    /** @type {import("../gen/pulsewire/v1/batch_pb.js").Identity | undefined} */
+    this._identity = undefined;
     /** @type {OpenBatch | null} */
     this._open = null;
     /** @type {number[]} */
@@ -123,7 +129,7 @@ export class Batcher {
   }
 
   /** @param {string} userId @param {string} email @param {string} signature */
-  setIdentity(userId, email, signature) {
+  setIdentity(userId, email, signature) { // for the next batch sealed, once
     this._identity = create(IdentitySchema, { userId, email, signature });
   }
 
@@ -218,7 +224,7 @@ export class Batcher {
     const batch = this._open;
     this._open = null;
     if (batch === null || batch.events.length === 0) return;
-    const identity = this._identity;
+    const context = this._contextSent ? this._contextLater : this._context;
     const sealed = create(BatchSchema, {
       siteKey: this._siteKey,
       deviceId: this._deviceId,
@@ -227,9 +233,11 @@ export class Batcher {
       baseTimeMs: BigInt(batch.baseTimeMs),
       strings: batch.strings.strings,
       events: batch.events,
-      context: this._context,
-      identity: identity.userId || identity.email || identity.signature ? identity : undefined,
+      context: toBinary(ContextSchema, context).length ? context : undefined,
+      identity: this._identity,
     });
+    this._identity = undefined;
+    this._contextSent = true;
     this.queue.push(sealed);
     this._unsent.push(Number(sealed.seq));
   }

@@ -52,7 +52,7 @@ export const RETRYABLE = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.
  * @property {Storage | null} [storage] synchronous {getItem, setItem}
  * @property {BatchLimits} [limits]
  * @property {() => number} [now] the clock, milliseconds since the epoch
- * @property {Identity} [identity] a known user (after a restart): repeated in every batch
+ * @property {Identity} [identity] a known user (after a restart): sent with the first batch
  * @property {BatchContext} [context]
  * @property {number} [timeoutMs] deadline of one send (10000)
  * @property {{firstMs?: number, maxMs?: number}} [retry] backoff after a failed send
@@ -143,14 +143,14 @@ export class PulsewireClient {
   }
 
   /**
-   * The user said who they are; every batch from now on carries this identity. `signature`
-   * comes from the app's backend (never compute it in the app: it needs the site secret).
+   * The user said who they are: an identify event, which the server remembers for this device.
+   * `signature` comes from the app's backend (never compute it in the app: it needs the site
+   * secret).
    * @param {string} userId @param {string} email @param {string} signature
    * @param {Record<string, string>} [traits]
    */
   identify(userId, email, signature, traits = {}) {
     const atMs = this._now();
-    this._batcher.setIdentity(userId, email, signature);
     this._add({ kind: "identify", atMs, userId, email, signature,
       traits: Object.entries(traits).map(([k, v]) => [k, String(v)]) });
   }

@@ -108,8 +108,8 @@ const TYPED = {
   purchase(p, atMs, cur) {
     const currency = text(p, "currency");
     const valueMinor = money(p, "value", currency || cur);
-    return { kind: "purchase", atMs, orderId: text(p, "order_id", true), valueMinor, currency,
-      cartId: text(p, "cart_id") };
+    return { kind: "purchase", atMs, orderId: text(p, "order_id", true), valueMinor,
+      currency: currency || cur, cartId: text(p, "cart_id") }; // said, not implied
   },
   form(p, atMs) {
     const action = text(p, "action") || "submit";

@@ -97,9 +97,11 @@ class Ingestor:
         result = await shard.ingest(user_key, decoded.events, device=decoded.device,
                                     seq=decoded.seq, identity=decoded.identity,
                                     merge_from=merge_from)
-        if merge_from is not None:
-            await self._shard(f"d:{decoded.device}").retire(f"d:{decoded.device}", user_key)
-        if user_key != f"d:{decoded.device}":
+        device_key = f"d:{decoded.device}"
+        if user_key != device_key and self._devices.owner(decoded.device) != user_key:
+            # The device is this user's from now on, durably: its later batches carry no
+            # identity, and after a restart the alias is what routes them to the user.
+            await self._shard(device_key).retire(device_key, user_key)
             self._devices.remember(decoded.device, user_key)
         if not result.duplicate:
             self._on_accepted(result.accepted)

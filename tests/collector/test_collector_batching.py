@@ -86,26 +86,29 @@ def test_clock_going_back_keeps_order_with_zero_delta() -> None:
     assert [e.dt_ms for e in batch.events] == [0, 0]
 
 
-def test_identity_and_context_in_every_batch_after_identify() -> None:
+def test_context_goes_once_and_the_identity_only_with_identify() -> None:
     ctx = BatchContext("Europe/Berlin", "de-DE", 1280, 720, "desktop", "EUR")
     b = Batcher("site", "dev", context=ctx)
     b.add(Scroll(0, "/p", 25), "/p")
     [first] = b.flush(1)
     b.ack(first.seq)
-    b.set_identity("u1", "a@example.com", "sig")
     b.add(Identify(2, "u1", "a@example.com", "sig"), "/p")
     [second] = b.flush(3)
     b.ack(second.seq)
     b.add(Scroll(4, "/p", 50), "/p")
     [third] = b.flush(5)
-    assert not first.HasField("identity")
-    assert second.identity == third.identity == batch_pb2.Identity(
-        user_id="u1", email="a@example.com", signature="sig"
-    )
-    assert third.context.timezone == "Europe/Berlin"
-    assert third.context.device_class == batch_pb2.Context.DESKTOP
-    assert third.context.collector == "python/0.1.0"
+    assert first.context.timezone == "Europe/Berlin"
+    assert first.context.collector == "python/0.1.0"
+    assert second.context == third.context == batch_pb2.Context(
+        device_class=batch_pb2.Context.DESKTOP)  # a bot must still say so in every batch
+    assert not any(x.HasField("identity") for x in (first, second, third))
+    assert decode_batch(second)[0] == Identify(2, "u1", "a@example.com", "sig")
     assert (first.site_key, first.device_id) == ("site", "dev")
+    anonymous = Batcher("site", "dev2")
+    anonymous.add(Scroll(0, "/p", 25), "/p")
+    anonymous.flush(1)
+    anonymous.add(Scroll(2, "/p", 50), "/p")
+    assert not anonymous.flush(3)[-1].HasField("context")
 
 
 def test_retry_resends_same_seq_with_new_sent_at() -> None:

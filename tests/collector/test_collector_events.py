@@ -72,7 +72,7 @@ TRACK_CASES: list[tuple[str, dict[str, str | int | float | bool | None], str, Ev
     ("checkout_start", {"cart_id": "c", "value": 0.1}, "EUR", CheckoutStart(1, "c", 10)),
     ("purchase", {"order_id": "o", "value": 12, "currency": "JPY"}, "USD",
      Purchase(1, "o", 12, "JPY", "")),
-    ("purchase", {"order_id": "o", "value": 12}, "USD", Purchase(1, "o", 1200, "", "")),
+    ("purchase", {"order_id": "o", "value": 12}, "USD", Purchase(1, "o", 1200, "USD", "")),
     ("form", {"name": "f"}, "", Form(1, "f", "submit")),
     ("form", {"name": "f", "action": "wishlist"}, "", Form(1, "f", "wishlist")),
     ("media", {"asset": "a"}, "", Media(1, "a", "complete")),

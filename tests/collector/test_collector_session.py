@@ -74,12 +74,12 @@ def test_tick_hands_out_due_batches_and_ack_clears() -> None:
     assert c.pending() == []
 
 
-def test_identify_sets_identity_on_later_batches() -> None:
+def test_identify_travels_as_its_event() -> None:
     c = Collector("site", "dev")
     c.page_view("/a", "", "", 0)
     c.identify("u1", "a@example.com", "sig", 10, {"plan": "pro"})
     [batch] = c.flush(20)
-    assert batch.identity.email == "a@example.com"
+    assert not batch.HasField("identity")  # the server remembers who the device became
     assert decode_batch(batch)[1] == Identify(10, "u1", "a@example.com", "sig", (("plan", "pro"),))
 
 

@@ -128,15 +128,19 @@ describe("batching", () => {
     assert.equal(batcher.oversizeEvents, 1);
   });
 
-  test("identify is stamped into every batch sealed after it", () => {
-    const batcher = new Batcher("demo", "d-1");
+  test("a given identity goes in the next batch only; the context in the first", () => {
+    const batcher = new Batcher("demo", "d-1", { context: { timezone: "Europe/Berlin",
+      deviceClass: "mobile" } });
     batcher.add(cartAdd(T0, "a"), "/");
     batcher.setIdentity("u-1", "ann@example.com", "ab".repeat(32));
     const [first] = batcher.flush(T0);
     batcher.add(cartAdd(T0 + 1, "b"), "/");
     const [second] = batcher.flush(T0 + 1).slice(-1);
     assert.equal(first.identity?.email, "ann@example.com");
-    assert.equal(second.identity?.userId, "u-1");
+    assert.equal(second.identity, undefined);
+    assert.equal(first.context?.timezone, "Europe/Berlin");
+    assert.equal(second.context?.timezone, "");
+    assert.equal(second.context?.deviceClass, first.context?.deviceClass);
   });
 });
 
@@ -370,7 +374,7 @@ describe("delivery", () => {
     assert.deepEqual(result.acks.map((a) => a.seq), [1n, 2n]);
   });
 
-  test("an identity given at start is in every batch; identify changes it", async () => {
+  test("an identity given at start goes first; identify is an event of its own", async () => {
     const { transport, received } = ingestWith([]);
     const { client } = clientOn(transport, { identity: { userId: "u-1", email: "a@b.example",
       signature: "cd".repeat(32) } });
@@ -378,7 +382,8 @@ describe("delivery", () => {
     await client.flush();
     client.identify("u-2", "c@d.example", "ef".repeat(32), { plan: "pro" });
     await client.flush();
-    assert.deepEqual(received.map((b) => b.identity?.userId), ["u-1", "u-2"]);
+    assert.deepEqual(received.map((b) => b.identity?.userId), ["u-1", undefined]);
+    assert.equal(received[1].events[0].payload.value.userId, "u-2");
     assert.deepEqual(received[1].events[0].payload.value.traits, { plan: "pro" });
   });
 });
