@@ -119,8 +119,10 @@ class WorkerHost:
         self._send(self.collector.resend(_now()))  # what earlier page loads left unacked
 
     def receive(self, message: Any) -> None:
-        """Signals from the page: replay them and send what is due. Commands (track, identify,
-        page view) and the page being hidden seal the open batch at once."""
+        """Signals from the page: replay them and send what is due; the page being hidden
+        seals the open batch at once. (Commands wait for the batch's age like the rest: the
+        server times its waits from the event's own time, so sending sooner would change no
+        email, only cost a batch.)"""
         data = message.to_py() if hasattr(message, "to_py") else dict(message)
         signals = data.get("s") or []
         replay(self.collector, RawPayload(self._payload.site, self._payload.device,
@@ -129,7 +131,7 @@ class WorkerHost:
         # The collector's clock goes no further than the signals: messages queued behind this
         # one (the backlog at boot) carry earlier times, and time counted past them is final.
         at = max((self._payload.t0 + int(s[0]) for s in signals), default=_now())
-        if any(s[1] in "tip" or (s[1] == "v" and not s[2]) for s in signals):
+        if any(s[1] == "v" and not s[2] for s in signals):
             self._send(self.collector.flush(at))
         else:
             self._send(self.collector.tick(at))

@@ -138,6 +138,12 @@ async def drive(shop: Shop, scenario: str, **plan: Any) -> dict[str, Any]:
     return facts
 
 
+def collectors(running: Shop) -> set[str]:
+    """Which collectors made the batches the server was given (a page load's first batch
+    names it; later ones leave the context out)."""
+    return {b.context.collector for b in running.batches()} - {""}
+
+
 def _frames(body: bytes) -> list[bytes]:
     out, at = [], 0
     while at + 5 <= len(body):

@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 
 from harness import free_port
-from shop import drive, off_machine, shop
+from shop import collectors, drive, off_machine, shop
 from test_edge_worker import edge_worker
 
 from collector.events import CartAdd, Dwell, Hover, Identify, Scroll
@@ -24,8 +24,7 @@ def test_a_shopper_on_an_edge_mode_page_gets_the_reminder(tmp_path: Path) -> Non
             [email] = await running.catcher.wait_for(1, timeout_s=30)
             assert email.envelope_to == (EMAIL,) and "Aero Pro 14 Laptop" in email.subject
             batches = running.batches()
-            assert batches and all(b.context.collector.startswith("pyodide-edge/")
-                                   for b in batches)
+            assert batches and collectors(running) == {"pyodide-edge/0.1.0"}
             kinds = {type(e) for e in running.events()}
             assert {CartAdd, Identify, Scroll, Dwell, Hover} <= kinds
             assert not any("pyodide" in url for url in facts["requests"])  # none in the page

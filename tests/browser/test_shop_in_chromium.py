@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from harness import eventually, stat
-from shop import drive, off_machine, sent_batches, shop
+from shop import collectors, drive, off_machine, sent_batches, shop
 
 from collector.events import CartAdd, Dwell, Hover, Identify, Purchase, Scroll
 from server.engine.state import UserState, decode_state
@@ -30,8 +30,7 @@ def test_an_engaged_shopper_who_leaves_gets_the_reminder_with_the_product(
             assert {CartAdd, Identify, Scroll, Dwell, Hover} <= kinds
             assert max(e.depth_pct for e in events if isinstance(e, Scroll)) >= 70
             assert off_machine(facts) == []
-            assert all(b.context.collector.startswith("pyodide-browser/") for b in
-                       running.batches())
+            assert collectors(running) == {"pyodide-browser/0.1.0"}
             waited_ms = email.received_ms - facts["cart_at"]
             print(f"\nPyodide boot in the page: {facts['boot_ms']} ms; cart click to email at "
                   f"SMTP: {waited_ms} ms (the sequence waits 15000 ms)")
@@ -57,8 +56,7 @@ def test_a_page_closed_before_pyodide_booted_still_delivers_its_events(tmp_path:
             facts = await drive(running, "early_close", linger_ms=1500)
             assert facts["booted_before_close"] is False
             assert sent_batches(facts) == []  # nothing went by gRPC-Web: it all went raw
-            assert all(b.context.collector.startswith("python-server/") for b in
-                       running.batches())
+            assert collectors(running) == {"python-server/0.1.0"}
             assert any(isinstance(e, CartAdd) and e.sku == "premium-laptop"
                        for e in running.events())
             key = f"d:{facts['device']}"
