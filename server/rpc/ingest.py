@@ -101,7 +101,10 @@ class Ingestor:
         if user_key != device_key and self._devices.owner(decoded.device) != user_key:
             # The device is this user's from now on, durably: its later batches carry no
             # identity, and after a restart the alias is what routes them to the user.
-            await self._shard(device_key).retire(device_key, user_key)
+            if merge_from is not None:
+                await self._shard(device_key).retire(device_key, user_key)
+            else:
+                await self._shard(device_key).alias(device_key, user_key)
             self._devices.remember(decoded.device, user_key)
         if not result.duplicate:
             self._on_accepted(result.accepted)

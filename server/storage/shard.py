@@ -227,6 +227,14 @@ class Shard:
         rows = await self.read("SELECT key FROM aliases WHERE alias = ?", (device_key,))
         return str(rows[0][0]) if rows else None
 
+    async def alias(self, device_key: str, user_key: str) -> None:
+        """A device with no history of its own now belongs to `user_key`: its later batches
+        (which carry no identity) go to the user, after a restart too. Written with the
+        group it lands in, without ending it."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._put(_Item("alias", future, user_key=device_key, device=user_key))
+        await future
+
     async def retire(self, device_key: str, user_key: str) -> None:
         """After its history merged into `user_key`: drop the device's profile, keep an alias
         so late anonymous batches from it still reach the user."""
@@ -319,6 +327,10 @@ class Shard:
                     await db.execute("DELETE FROM users WHERE key = ?", (item.user_key,))
                     await db.execute("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?)",
                                      (item.user_key, item.device, now))
+            aliases = [(i.user_key, i.device, now) for i in items if i.kind == "alias"]
+            if aliases:
+                await db.executemany("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?)",
+                                     aliases)
             await db.execute("COMMIT")
         except Exception as err:
             log.exception("shard %d: group of %d failed", self.index, len(items))
