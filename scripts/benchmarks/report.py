@@ -1,0 +1,133 @@
+"""The floors each headline figure is held to, and the run written out: bench/results.json
+(every figure, flat, plus `floors`, `machine` and the sweeps), bench/results.md (the table),
+and the same table on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scripts.benchmarks import machine
+
+Results = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Floor:
+    key: str
+    text: str
+    met: Callable[[Results], bool]
+
+
+def _at_least(key: str, floor: float) -> Floor:
+    return Floor(key, f">= {floor:,g}", lambda r: r[key] >= floor)
+
+
+def _at_most(key: str, floor: float) -> Floor:
+    return Floor(key, f"<= {floor:,g}", lambda r: r[key] <= floor)
+
+
+FLOORS = (
+    _at_least("ingest_events_per_s", 100_000),
+    Floor("commit_p99_ms", "<= 25 at 20,000 offered",
+          lambda r: r["commit_p99_ms"] <= 25 and r["commit_offered_events_per_s"] >= 19_000),
+    _at_most("email_p99_ms", 100),
+    _at_most("timer_lateness_p99_ms", 50),
+    Floor("wire_bytes_per_event", "<= 10 and <= JSON gzip / 10",
+          lambda r: r["wire_bytes_per_event"] <= min(10, r["json_gzip_bytes_per_event"] / 10)),
+    _at_least("backtest_events_per_s", 300_000),
+    _at_most("storage_bytes_per_user", 1024),
+    _at_most("loader_gzip_bytes", 2048),
+)
+
+
+def judge(results: Results) -> dict[str, dict[str, Any]]:
+    """Each floor, and whether it is met (None: the figure was not measured)."""
+    out = {}
+    for floor in FLOORS:
+        value = results.get(floor.key)
+        out[floor.key] = {"floor": floor.text,
+                          "met": None if value is None else bool(floor.met(results))}
+    return out
+
+
+def _n(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.1f}{unit}"
+    return f"{int(value):,}{unit}"
+
+
+def rows(r: Results) -> list[tuple[str, str, str, str]]:
+    """(figure, measured, measured beside it, which floor key) per table row."""
+    return [
+        (f"ingest, end to end durable, {_n(r.get('ingest_seconds'))} s sustained (events/s)",
+         _n(r.get("ingest_events_per_s")),
+         f"grpc.aio decode-only {_n(r.get('grpc_decode_only_events_per_s'))}; raw SQLite "
+         f"{_n(r.get('sqlite_rows_per_s'))} rows/s; first / last 10 s "
+         f"{_n(r.get('ingest_first_10s_events_per_s'))} / "
+         f"{_n(r.get('ingest_last_10s_events_per_s'))}; server RSS "
+         f"{_n(r.get('server_rss_start_mb'))} -> {_n(r.get('server_rss_end_mb'))} MB",
+         "ingest_events_per_s"),
+        (f"event -> commit p99 at {_n(r.get('commit_offered_events_per_s'))} events/s offered "
+         "(ms)", _n(r.get("commit_p99_ms")),
+         f"p50 {_n(r.get('commit_p50_ms'))}; client behind schedule p99 "
+         f"{_n(r.get('commit_client_behind_p99_ms'))}", "commit_p99_ms"),
+        (f"trigger -> SMTP received p99, idle, {_n(r.get('email_users'))} emails (ms)",
+         _n(r.get("email_p99_ms")),
+         f"p50 {_n(r.get('email_p50_ms'))}; dispatch p99 {_n(r.get('dispatch_p99_ms'))}",
+         "email_p99_ms"),
+        ("trigger -> SMTP received p99, under 10,000 events/s (ms)",
+         _n(r.get("email_loaded_p99_ms")),
+         f"p50 {_n(r.get('email_loaded_p50_ms'))}; the load's commit p99 "
+         f"{_n(r.get('email_loaded_background_commit_p99_ms'))} ms", ""),
+        ("timer lateness p99, idle (ms)", _n(r.get("timer_lateness_p99_ms")),
+         f"under 10,000 events/s: {_n(r.get('timer_lateness_loaded_p99_ms'))}",
+         "timer_lateness_p99_ms"),
+        ("wire bytes per event, demo visit, gRPC-Web frames", _n(r.get("wire_bytes_per_event")),
+         f"Segment-style JSON gzip -6 {_n(r.get('json_gzip_bytes_per_event'))} "
+         f"({_n(r.get('json_gzip_to_wire_ratio'))}x)", "wire_bytes_per_event"),
+        (f"backtest, {_n(r.get('backtest_events'))} events, end to end (events/s)",
+         _n(r.get("backtest_events_per_s")),
+         f"engine phase {_n(r.get('backtest_engine_events_per_s'))}", "backtest_events_per_s"),
+        (f"storage, {_n(r.get('storage_users'))} users (bytes per user)",
+         _n(r.get("storage_bytes_per_user")),
+         f"{_n(r.get('storage_events_per_user'))} events per user", "storage_bytes_per_user"),
+        ("loader pw.js, minified, gzipped (bytes)", _n(r.get("loader_gzip_bytes")),
+         f"{_n(r.get('loader_bytes'))} bytes before gzip", "loader_gzip_bytes"),
+        ("Pyodide boot in headless Chromium, median of cached loads (ms)",
+         _n(r.get("pyodide_boot_ms")), f"first, empty cache: {_n(r.get('pyodide_boot_first_ms'))}",
+         ""),
+    ]
+
+
+def table(results: Results) -> str:
+    floors = results["floors"]
+    lines = ["| figure | measured | floor | met | beside it |", "|---|---:|---|---|---|"]
+    for figure, measured, beside, key in rows(results):
+        floor = floors.get(key, {})
+        met = {True: "yes", False: "**no**", None: "-"}[floor.get("met")]
+        measured = "not measured" if measured == "-" else measured
+        lines.append(f"| {figure} | {measured} | {floor.get('floor', '-')} | "
+                     f"{met if key else '-'} | {beside} |")
+    return "\n".join(lines)
+
+
+def write(results: Results, out: Path) -> str:
+    """results.json and results.md into `out`; returns the Markdown."""
+    results["floors"] = judge(results)
+    kind = "quick run" if results["quick"] else "full run"
+    if results.get("only"):
+        kind += f" of {', '.join(results['only'])} only"
+    markdown = (f"# pulsewire benchmarks ({kind}, {results['duration_s']:.0f} s, "
+                f"{results['finished_at']})\n\n{table(results)}\n\n"
+                f"Machine: {machine.line(results['machine'])}. The server, the load client "
+                "and the mail catcher share these cores with whatever else runs.\n")
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / "results.md").write_text(markdown)
+    return markdown
