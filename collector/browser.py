@@ -23,7 +23,7 @@ numbered from 1 << 16, above anything here). A page driven by automation that sa
 from __future__ import annotations
 
 import asyncio
-import struct
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +33,7 @@ from pyodide.ffi import create_proxy, to_js
 from collector.batching import BatchContext, BatchLimits, DeviceClass
 from collector.edge import device_class
 from collector.gen.pulsewire.v1 import batch_pb2
+from collector.grpc_web import TRAILER_FLAG, frame, split_frames
 from collector.raw_signals import RawPayload, replay
 from collector.session import Collector, SignalSettings
 
@@ -51,10 +52,6 @@ def _now() -> int:
     return int(Date.now())
 
 
-def _frame(message: bytes) -> bytes:
-    return struct.pack(">BI", 0, len(message)) + message
-
-
 def _js(value: Any) -> Any:
     return to_js(value, dict_converter=Object.fromEntries)
 
@@ -63,17 +60,6 @@ def _bytes_to_js(data: bytes) -> Any:
     array = Uint8Array.new(len(data))
     array.assign(data)
     return array
-
-
-def _signal_settings(raw: dict[str, Any]) -> SignalSettings:
-    defaults = SignalSettings()
-    return SignalSettings(
-        idle_after_ms=int(raw.get("idle_after_ms", defaults.idle_after_ms)),
-        dwell_thresholds_ms=tuple(raw.get("dwell_thresholds_ms", defaults.dwell_thresholds_ms)),
-        scroll_thresholds_pct=tuple(raw.get("scroll_thresholds_pct",
-                                            defaults.scroll_thresholds_pct)),
-        hover_min_ms=int(raw.get("hover_min_ms", defaults.hover_min_ms)),
-    )
 
 
 class MirroredStorage:
@@ -111,7 +97,7 @@ class WorkerHost:
             str(init["site"]), device, stream=int(init["load"]), storage=storage,
             context=_context(init, ctx),
             limits=BatchLimits(max_age_ms=int(config.get("batch_max_age_ms", 5_000))),
-            settings=_signal_settings(config.get("signals", {})))
+            settings=SignalSettings.from_config(config.get("signals", {})))
         self._payload = RawPayload(str(init["site"]), device, int(init["load"]),
                                    int(init["t0"]), 0, ctx, [], 0)
         self._tick_proxy = create_proxy(self._tick)
@@ -125,9 +111,7 @@ class WorkerHost:
         email, only cost a batch.)"""
         data = message.to_py() if hasattr(message, "to_py") else dict(message)
         signals = data.get("s") or []
-        replay(self.collector, RawPayload(self._payload.site, self._payload.device,
-                                          self._payload.load, self._payload.t0, 0,
-                                          self._payload.context, signals, 0))
+        replay(self.collector, dataclasses.replace(self._payload, signals=signals))
         # The collector's clock goes no further than the signals: messages queued behind this
         # one (the backlog at boot) carry earlier times, and time counted past them is final.
         at = max((self._payload.t0 + int(s[0]) for s in signals), default=_now())
@@ -165,15 +149,15 @@ class WorkerHost:
         self.sent += 1
         batch.sent_at_ms = _now()  # by which the server corrects this page's clock
         try:
-            body = _frame(batch.SerializeToString())
+            body = frame(batch.SerializeToString())
             response = await fetch(self.base + SEND_PATH, _js({
                 "method": "POST", "body": _bytes_to_js(body), "keepalive": len(body) < 60_000,
                 "headers": {"content-type": "application/grpc-web+proto", "x-grpc-web": "1"}}))
             status = response.headers.get("grpc-status")
             answer = (await response.arrayBuffer()).to_bytes()
-            if not status and len(answer) > 5:
-                (length,) = struct.unpack(">I", answer[1:5])
-                ack = batch_pb2.Ack.FromString(answer[5:5 + length])
+            data = [m for flags, m in split_frames(answer) if not flags & TRAILER_FLAG]
+            if not status and data:
+                ack = batch_pb2.Ack.FromString(data[0])
                 self.collector.ack(ack.seq, ack.stream)
                 self.acked += 1
                 self._backoff_ms = BACKOFF_FIRST_MS

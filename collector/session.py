@@ -17,8 +17,9 @@ server acked and `resend(now_ms)` after a failure.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from collector.batching import BatchContext, Batcher, BatchLimits
 from collector.dwell import IDLE_AFTER_MS, EngagedTime
@@ -37,6 +38,20 @@ class SignalSettings:
     dwell_thresholds_ms: tuple[int, ...] = DWELL_THRESHOLDS_MS
     scroll_thresholds_pct: tuple[int, ...] = THRESHOLDS_PCT
     hover_min_ms: int = MIN_MS
+
+    @classmethod
+    def from_config(cls, raw: Mapping[str, Any]) -> SignalSettings:
+        """The settings a site's config serves as JSON (/pw/v1/config/SITE, `signals`); a key
+        it leaves out keeps its default."""
+        defaults = cls()
+        return cls(
+            idle_after_ms=int(raw.get("idle_after_ms", defaults.idle_after_ms)),
+            dwell_thresholds_ms=tuple(raw.get("dwell_thresholds_ms",
+                                              defaults.dwell_thresholds_ms)),
+            scroll_thresholds_pct=tuple(raw.get("scroll_thresholds_pct",
+                                                defaults.scroll_thresholds_pct)),
+            hover_min_ms=int(raw.get("hover_min_ms", defaults.hover_min_ms)),
+        )
 
 
 class _Page:

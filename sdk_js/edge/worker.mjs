@@ -51,9 +51,8 @@ _sites = {}
 def _loads(site, config):
     if site not in _sites:
         raw = json.loads(config) if config else {}
-        signals = {k: tuple(v) if isinstance(v, list) else v
-                   for k, v in raw.get("signals", {}).items()}
-        _sites[site] = PageLoads(EdgeSettings(signals=SignalSettings(**signals),
+        signals = SignalSettings.from_config(raw.get("signals", {}))
+        _sites[site] = PageLoads(EdgeSettings(signals=signals,
                                               collector_name="pyodide-edge/0.1.0"))
     return _sites[site]
 

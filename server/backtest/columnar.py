@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import time
 from collections.abc import Container, Mapping
+from operator import attrgetter
 from pathlib import Path
 
 import pyarrow as pa
@@ -157,7 +158,7 @@ def replay_columnar(engine: Engine, path: Path, rename: Mapping[str, str],
         pc.max(at_ms).as_py() + MAX_RUN_ON_MS)
     _run_clocks_on(engine, followers, result.clock_end_ms, result)
     result.users = pc.count_distinct(users if until_ms is None else users.filter(in_time)).as_py()
-    result.sends.sort(key=lambda s: (s.at_ms, s.user, s.sequence, s.step))
+    result.sends.sort(key=attrgetter("at_ms", "user", "sequence", "step"))  # as replay does
     result.engine_s = time.perf_counter() - started
     return result
 

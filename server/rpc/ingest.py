@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import grpc
 
@@ -26,7 +27,7 @@ from server.rpc.status import RateLimited, Unauthenticated, status_of
 from server.storage.router import shard_of
 from server.storage.shard import Shard
 
-__all__ = ["STREAM_WINDOW", "IngestServicer", "Ingestor"]
+__all__ = ["STREAM_WINDOW", "IngestServicer", "Ingestor", "ack_of"]
 
 log = logging.getLogger("pulsewire.ingest")
 STREAM_WINDOW = 64
@@ -89,7 +90,7 @@ class Ingestor:
         if batch.context.device_class == batch_pb2.Context.BOT:
             # Declared automation: counted, never stored, so it can never trigger an email.
             self._on_bot(len(decoded.events))
-            return batch_pb2.Ack(seq=batch.seq, device_id=batch.device_id, stream=batch.stream)
+            return ack_of(batch)
         if not self._buckets[site.key].take(len(decoded.events), now):
             raise RateLimited(f"site {site.key!r} is over {limits.site_events_per_s:g} events/s")
         user_key, merge_from = await self._identity_route(decoded.user_key, decoded.device)
@@ -108,9 +109,13 @@ class Ingestor:
             self._devices.remember(decoded.device, user_key)
         if not result.duplicate:
             self._on_accepted(result.accepted)
-        return batch_pb2.Ack(seq=batch.seq, device_id=batch.device_id, stream=batch.stream,
-                             accepted=0 if result.duplicate else result.accepted,
-                             duplicate=result.duplicate)
+        return ack_of(batch, accepted=0 if result.duplicate else result.accepted,
+                      duplicate=result.duplicate)
+
+
+def ack_of(batch: batch_pb2.Batch, **fields: Any) -> batch_pb2.Ack:
+    """An answer naming `batch` (device, stream, seq), with `fields` set."""
+    return batch_pb2.Ack(seq=batch.seq, device_id=batch.device_id, stream=batch.stream, **fields)
 
 
 class _DeviceOwners:
@@ -165,8 +170,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):
                 code = status_of(err)
                 message = str(err) if isinstance(err, PulsewireError) else "internal error"
                 rejection = batch_pb2.Rejection(code=code.value[0], message=message)
-                ack = batch_pb2.Ack(seq=batch.seq, device_id=batch.device_id,
-                                    stream=batch.stream, rejection=rejection)
+                ack = ack_of(batch, rejection=rejection)
             finally:
                 window.release()
             await acks.put(ack)

@@ -34,7 +34,7 @@ from collector.raw_signals import MAX_PAYLOAD_BYTES, InvalidSignals, parse_paylo
 from server.clock import Clock
 from server.config import Settings
 from server.errors import InvalidBatch, PulsewireError
-from server.rpc.ingest import Ingestor
+from server.rpc.ingest import Ingestor, ack_of
 from server.web.grpc_web import (
     cors_headers,
     decode_batch_frame,
@@ -123,7 +123,7 @@ class Collect:
             ack = await self._ingestor.accept(batch)
         except InvalidBatch as err:  # it will never pass: drop it
             log.warning("raw signals made a refused batch: %s", err)
-            ack = batch_pb2.Ack(seq=batch.seq, device_id=batch.device_id, stream=batch.stream)
+            ack = ack_of(batch)
         except PulsewireError:
             return  # passing (rate, shard closing): the next chunk sends it again
         loads.ack(ack, batch.site_key)

@@ -17,8 +17,6 @@ identities govern as on native gRPC.
 from __future__ import annotations
 
 import logging
-import struct
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import grpc
@@ -28,6 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from collector.gen.pulsewire.v1 import batch_pb2
+from collector.grpc_web import COMPRESSED_FLAG, TRAILER_FLAG, InvalidFrame, frame, split_frames
 from server.config import Settings
 from server.errors import InvalidBatch, PulsewireError
 from server.rpc.ingest import Ingestor
@@ -40,34 +39,25 @@ log = logging.getLogger("pulsewire.web")
 SEND_PATH = "/pulsewire.v1.Ingest/Send"
 CONTENT_TYPE = "application/grpc-web+proto"
 _ACCEPTED_TYPES = ("application/grpc-web", "application/grpc-web+proto")
-_HEADER = struct.Struct(">BI")
-_TRAILER_FLAG = 0x80
-_COMPRESSED_FLAG = 0x01
 _EXPOSED = "grpc-status, grpc-message, grpc-status-details-bin"
 _ALLOWED_HEADERS = "content-type, x-grpc-web, x-user-agent, grpc-timeout"
 
 
-def frames(body: bytes) -> Iterator[bytes]:
+def frames(body: bytes) -> list[bytes]:
     """The messages of a run of gRPC-Web data frames; raises InvalidBatch on a bad framing."""
-    at = 0
-    while at < len(body):
-        if len(body) - at < _HEADER.size:
-            raise InvalidBatch(f"frame at byte {at}: truncated header")
-        flags, length = _HEADER.unpack_from(body, at)
-        at += _HEADER.size
-        if flags & _COMPRESSED_FLAG:
-            raise InvalidBatch(f"frame at byte {at - 5}: compressed frames are not accepted")
-        if flags & _TRAILER_FLAG:
-            raise InvalidBatch(f"frame at byte {at - 5}: a request carries no trailers")
-        if len(body) - at < length:
-            raise InvalidBatch(f"frame at byte {at - 5}: {length} bytes announced, "
-                               f"{len(body) - at} present")
-        yield body[at:at + length]
-        at += length
-
-
-def _frame(flags: int, payload: bytes) -> bytes:
-    return _HEADER.pack(flags, len(payload)) + payload
+    try:
+        found = split_frames(body)
+    except InvalidFrame as err:
+        raise InvalidBatch(str(err)) from None
+    messages, at = [], 0
+    for flags, message in found:
+        if flags & COMPRESSED_FLAG:
+            raise InvalidBatch(f"frame at byte {at}: compressed frames are not accepted")
+        if flags & TRAILER_FLAG:
+            raise InvalidBatch(f"frame at byte {at}: a request carries no trailers")
+        messages.append(message)
+        at += 5 + len(message)
+    return messages
 
 
 def decode_batch_frame(message: bytes) -> batch_pb2.Batch:
@@ -106,7 +96,7 @@ def _status_headers(code: grpc.StatusCode, message: str) -> dict[str, str]:
 
 def _trailers(code: grpc.StatusCode, message: str) -> bytes:
     lines = "".join(f"{k}: {v}\r\n" for k, v in _status_headers(code, message).items())
-    return _frame(_TRAILER_FLAG, lines.encode())
+    return frame(lines.encode(), TRAILER_FLAG)
 
 
 class _Send:
@@ -128,11 +118,11 @@ class _Send:
             log.exception("gRPC-Web ingest failed")
             return self._refused(grpc.StatusCode.INTERNAL, "internal error; retry the batch",
                                  cors)
-        body = _frame(0, ack.SerializeToString()) + _trailers(grpc.StatusCode.OK, "")
+        body = frame(ack.SerializeToString()) + _trailers(grpc.StatusCode.OK, "")
         return Response(body, 200, media_type=CONTENT_TYPE, headers=cors)
 
     async def _accept(self, body: bytes, origin: str | None, own: str) -> batch_pb2.Ack:
-        messages = list(frames(body))
+        messages = frames(body)
         if len(messages) != 1:
             raise InvalidBatch(f"body: a unary call carries 1 message, not {len(messages)}")
         batch = decode_batch_frame(messages[0])

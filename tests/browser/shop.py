@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import struct
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -16,10 +15,9 @@ from typing import Any
 from harness import write_sequences
 
 from collector import decode_batch
-from collector.edge import PageLoads
 from collector.events import Event
 from collector.gen.pulsewire.v1 import batch_pb2
-from collector.raw_signals import parse_payload
+from collector.grpc_web import TRAILER_FLAG, split_frames
 from server.app import App, running
 from server.config import load_settings
 from server.mail.catalog import Catalog
@@ -144,43 +142,17 @@ def collectors(running: Shop) -> set[str]:
     return {b.context.collector for b in running.batches()} - {""}
 
 
-def _frames(body: bytes) -> list[bytes]:
-    out, at = [], 0
-    while at + 5 <= len(body):
-        flags, length = struct.unpack_from(">BI", body, at)
-        if not flags & 0x80:
-            out.append(body[at + 5:at + 5 + length])
-        at += 5 + length
-    return out
-
-
 def sent_batches(facts: dict[str, Any]) -> list[batch_pb2.Batch]:
     """Every distinct batch the page sent by gRPC-Web or beacon, in (stream, seq) order."""
     found: dict[tuple[str, int, int], batch_pb2.Batch] = {}
     for post in facts["posts"]:
         if post["url"].endswith(("/pulsewire.v1.Ingest/Send", "/pw/v1/beacon")):
-            for message in _frames(base64.b64decode(post["body"])):
+            for flags, message in split_frames(base64.b64decode(post["body"])):
+                if flags & TRAILER_FLAG:
+                    continue
                 batch = batch_pb2.Batch.FromString(message)
                 found[(batch.device_id, batch.stream, batch.seq)] = batch
     return [found[key] for key in sorted(found)]
-
-
-def raw_chunks(facts: dict[str, Any]) -> list[bytes]:
-    return [base64.b64decode(p["body"]) for p in facts["posts"]
-            if p["url"].endswith("/pw/v1/signals")]
-
-
-def wire_events(facts: dict[str, Any]) -> list[Event]:
-    """What the pages reported: events of the batches they sent, plus raw chunks replayed."""
-    events = [event for batch in sent_batches(facts) for event in decode_batch(batch)]
-    loads = PageLoads()
-    for chunk in raw_chunks(facts):
-        for batch in loads.accept(parse_payload(chunk), user_agent="Mozilla/5.0 Chrome",
-                                  now_ms=0):
-            events.extend(decode_batch(batch))
-            loads.ack(batch_pb2.Ack(seq=batch.seq, stream=batch.stream,
-                                    device_id=batch.device_id), batch.site_key)
-    return events
 
 
 def off_machine(facts: dict[str, Any]) -> list[str]:

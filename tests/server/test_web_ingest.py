@@ -3,7 +3,6 @@ limited to each site's origins; plus the page-load stream in the idempotency key
 
 import asyncio
 import json
-import struct
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,7 +21,7 @@ from harness import (
     write_sequences,
 )
 
-from collector import sign_email
+from collector import grpc_web, sign_email
 from collector.gen.pulsewire.v1 import batch_pb2
 from server.app import App
 
@@ -57,17 +56,11 @@ async def http(app: App, path: str, body: bytes | None = None, *, method: str = 
 
 
 def frame(batch: batch_pb2.Batch) -> bytes:
-    message = batch.SerializeToString()
-    return struct.pack(">BI", 0, len(message)) + message
+    return grpc_web.frame(batch.SerializeToString())
 
 
 def read_frames(body: bytes) -> list[tuple[int, bytes]]:
-    out, at = [], 0
-    while at < len(body):
-        flags, length = struct.unpack_from(">BI", body, at)
-        out.append((flags, body[at + 5:at + 5 + length]))
-        at += 5 + length
-    return out
+    return grpc_web.split_frames(body)
 
 
 def run(tmp: Path, scenario: Callable[[App], Coroutine[Any, Any, None]]) -> None:
