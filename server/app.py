@@ -12,10 +12,11 @@ import asyncio
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -26,7 +27,7 @@ from collector.gen.pulsewire.v1 import admin_pb2, ingest_pb2
 from server.clock import Clock, SystemClock
 from server.config import Settings
 from server.dispatch import Dispatcher
-from server.engine import Engine, compile_rules
+from server.engine import Engine, Event, compile_rules
 from server.mail.catalog import Catalog
 from server.mail.message import DkimSigner
 from server.mail.render import Templates
@@ -36,12 +37,16 @@ from server.rpc.admin import AdminActions, AdminServicer
 from server.rpc.gen.pulsewire.v1 import admin_pb2_grpc, ingest_pb2_grpc
 from server.rpc.ingest import Ingestor, IngestServicer
 from server.sequences import SequenceSet, load_paths
-from server.storage.shard import Shard
+from server.storage.router import shard_of
+from server.storage.shard import Shard, Shards
 from server.web.assets import StaticAssets, asset_routes
 from server.web.collect import Collect, collect_routes
 from server.web.grpc_web import grpc_web_routes
 from server.web.serving import serve_http
 from server.web.tracking import Tracking, build_web_app
+
+if TYPE_CHECKING:
+    from server.cluster import Cluster
 
 __all__ = ["App", "running"]
 
@@ -56,7 +61,7 @@ class App:
 
     settings: Settings
     clock: Clock
-    shards: list[Shard]
+    shards: Shards
     sequence_set: SequenceSet
     engine: Engine
     grpc_port: int = 0
@@ -68,6 +73,18 @@ class App:
     signer: LinkSigner | None = None
     templates: Templates | None = None
     dispatcher: Dispatcher | None = None
+    cluster: Cluster | None = None
+
+    async def apply_events(self, user_key: str, events: Iterable[Event], *, device: str = "",
+                           seq: int = 0) -> None:
+        """Events for a user that did not come in a batch (opens, clicks, bounces): into
+        the user's shard, or in the distributed mode onto its log."""
+        if self.cluster is not None:
+            await self.cluster.publish_events(user_key, events, self.clock.now_ms(),
+                                              device=device, seq=seq)
+            return
+        shard = self.shards[shard_of(user_key, len(self.shards))]
+        await shard.ingest(user_key, list(events), device=device, seq=seq)
 
     def reload(self) -> list[str]:
         """Load sequences and templates again; a set with any fault is refused whole
@@ -135,19 +152,36 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
     app = App(settings, clock, [], sequence_set, Engine(compile_rules(sequence_set)))
     async with AsyncExitStack() as stack:
         data_dir = Path(settings.server.data_dir)
-        for index in range(settings.server.shards):
-            shard = Shard(index, data_dir / f"shard-{index:03d}.sqlite", app.current_engine,
-                          clock, dedup_ttl_ms=settings.ingest.dedup_ttl_s * 1000,
-                          on_outbox=app.outbox_written, observe=app.metrics.shard_observer())
+
+        async def open_shard(index: int, timers_running: bool = True) -> Shard:
+            shard = Shard(index, data_dir / f"shard-{index:03d}.sqlite", app.current_engine, clock,
+                          dedup_ttl_ms=settings.ingest.dedup_ttl_s * 1000,
+                          on_outbox=app.outbox_written, observe=app.metrics.shard_observer(),
+                          timers_running=timers_running)
             await shard.open()
-            stack.push_async_callback(shard.close)
-            app.shards.append(shard)
+            return shard
+
         metrics = app.metrics
+        counters = {"on_rejected": lambda reason: metrics.batches_rejected.labels(reason).inc(),
+                    "on_accepted": metrics.events_in.inc, "on_bot": metrics.bot_events.inc}
+        ingestor: Ingestor
+        if settings.cluster.enabled:
+            from server.cluster import cluster_node  # distributed mode only
+
+            app.cluster = await stack.enter_async_context(
+                cluster_node(settings, clock, open_shard, counters))
+            app.shards = app.cluster.shards
+            ingestor = app.cluster.ingestor
+            metrics.watch_log(app.cluster.positions)
+        else:
+            held: list[Shard] = []
+            for index in range(settings.server.shards):
+                shard = await open_shard(index)
+                stack.push_async_callback(shard.close)
+                held.append(shard)
+            app.shards = held
+            ingestor = Ingestor(settings, held, clock, **counters)
         metrics.watch_queues(lambda: [(s.index, s.queue_depth) for s in app.shards])
-        ingestor = Ingestor(settings, app.shards, clock,
-                            on_rejected=lambda reason: metrics.batches_rejected.labels(
-                                reason).inc(),
-                            on_accepted=metrics.events_in.inc, on_bot=metrics.bot_events.inc)
         admin = AdminActions(app.shards, app.reload, clock.now_ms,
                              lambda: app.engine.rules.descriptions)
         app.ingestor = ingestor
@@ -155,12 +189,14 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
         app.signer = LinkSigner(link_secret(settings.server.link_secret, data_dir))
         app.templates = load_templates(settings, data_dir)
         dispatcher = Dispatcher(settings, app.shards, app.current_templates, app.signer, clock,
-                                metrics, dkim_signer(settings))
+                                metrics, dkim_signer(settings),
+                                claims=app.cluster.claims if app.cluster else None,
+                                apply_events=app.apply_events if app.cluster else None)
         await dispatcher.start()
         stack.push_async_callback(dispatcher.stop)
         app.dispatcher = dispatcher
         dispatcher.poke()  # rows left queued by a previous run
-        tracking = Tracking(app.signer, app.shards, clock, metrics)
+        tracking = Tracking(app.signer, app.shards, clock, metrics, app.apply_events)
         app.collect = Collect(settings, ingestor, clock)
         routes = [*grpc_web_routes(settings, ingestor), *collect_routes(app.collect),
                   *asset_routes(StaticAssets(Path(settings.web.assets_dir))),

@@ -20,6 +20,7 @@ from collector.session import SignalSettings
 from server.errors import PulsewireError
 
 __all__ = [
+    "ClusterSettings",
     "ConfigError",
     "DispatchSettings",
     "IngestSettings",
@@ -109,6 +110,28 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class ClusterSettings:
+    """Distributed mode (off by default): shards across processes on NATS JetStream.
+
+    `owners` is the static map, node id -> the shards it owns; with `failover`, a node also
+    takes the shards of a node whose leases lapsed, and gives them back when it returns."""
+
+    enabled: bool = False
+    node: str = ""  # this process's node id; must be a key of `owners`
+    nats_url: str = "nats://127.0.0.1:4222"
+    stream: str = "PULSEWIRE"  # JetStream stream of every shard's subject
+    replicas: int = 1  # stream and bucket replicas (1 to 5; at most the NATS cluster's size)
+    failover: bool = True
+    lease_ttl_s: float = 6.0
+    snapshot_every_s: float = 60.0
+    owners: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+    def preferred(self, shard: int) -> str:
+        """The node the static map gives `shard` to."""
+        return next((node for node, shards in self.owners if shard in shards), "")
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = ServerSettings()
     sequences: SequenceSettings = SequenceSettings()
@@ -117,6 +140,7 @@ class Settings:
     ingest: IngestSettings = IngestSettings()
     dispatch: DispatchSettings = DispatchSettings()
     web: WebSettings = WebSettings()
+    cluster: ClusterSettings = ClusterSettings()
     sites: tuple[SiteSettings, ...] = ()
 
     def site(self, key: str) -> SiteSettings | None:
@@ -162,13 +186,45 @@ def _build(raw: Mapping[str, Any]) -> Settings:
             continue
         if not isinstance(values, Mapping):
             raise ConfigError(f"[{section}] must be a table")
+        if section == "cluster" and "owners" in values:
+            values = dict(values)
+            settings = replace(settings, cluster=replace(
+                settings.cluster, owners=_owners(values.pop("owners"))))
         current = getattr(settings, section)
         settings = replace(settings, **{section: _section(section, current, values)})
     if settings.server.shards < 1:
         raise ConfigError("server.shards must be at least 1")
+    _check_cluster(settings.cluster, settings.server.shards)
     if settings.server.link_secret and len(settings.server.link_secret.encode()) < 16:
         raise ConfigError("server.link_secret must be at least 16 bytes")
     return settings
+
+
+def _owners(raw: Any) -> tuple[tuple[str, tuple[int, ...]], ...]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("cluster.owners: must be a table of node = [shard, ...]")
+    owners = []
+    for node, shards in raw.items():
+        if not isinstance(shards, list) or not all(
+                isinstance(s, int) and not isinstance(s, bool) for s in shards):
+            raise ConfigError(f"cluster.owners.{node}: expected a list of shard numbers")
+        owners.append((str(node), tuple(shards)))
+    return tuple(owners)
+
+
+def _check_cluster(cluster: ClusterSettings, shards: int) -> None:
+    if not cluster.enabled:
+        return
+    listed = sorted(s for _, owned in cluster.owners for s in owned)
+    if listed != list(range(shards)):
+        raise ConfigError(f"cluster.owners: must give each of the {shards} shards"
+                          f" (0 to {shards - 1}) to exactly one node, gives {listed}")
+    if cluster.node not in {node for node, _ in cluster.owners}:
+        raise ConfigError(f"cluster.node: {cluster.node!r} is not a node of cluster.owners")
+    if not 1 <= cluster.replicas <= 5:
+        raise ConfigError("cluster.replicas: must be 1 to 5")
+    if cluster.lease_ttl_s < 1:
+        raise ConfigError("cluster.lease_ttl_s: must be at least 1")
 
 
 def _section(name: str, current: Any, values: Mapping[str, Any]) -> Any:

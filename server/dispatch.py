@@ -14,6 +14,10 @@ kept-open SMTP connection. The result goes back through the shard's writer:
 The one window where a crash can duplicate an email is after SMTP accepted the message and
 before the row is marked sent: on restart it is sent again with the same Message-ID, which
 receiving systems use to drop duplicates. Nothing is ever lost: a row stays queued until marked.
+
+In the distributed mode a send is also claimed cluster-wide before SMTP (`SendClaims`), so a
+node that takes a shard over never sends what the shard's last holder sent; and a bounce goes
+to the user through the log (`apply_events`), like every other change to a user.
 """
 
 from __future__ import annotations
@@ -21,35 +25,47 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from email.utils import parseaddr
-from typing import Any
+from typing import Any, Protocol
 
 import aiosqlite
 
 from server.clock import Clock
 from server.config import Settings
 from server.engine import Event
-from server.errors import PulsewireError
+from server.errors import PulsewireError, Unavailable
 from server.mail.links import LinkBuilder
 from server.mail.message import DkimSigner, build_message
 from server.mail.render import Templates, send_context
 from server.mail.smtp import DeliveryStatus, SmtpSender
 from server.mail.tokens import LinkSigner
 from server.metrics import Metrics
-from server.storage.shard import STATS_UPSERT, OutboxRow, Shard
+from server.storage.shard import STATS_UPSERT, OutboxRow, Shard, Shards
 
-__all__ = ["Dispatcher"]
+__all__ = ["ApplyEvents", "Dispatcher", "SendClaims"]
 
 log = logging.getLogger("pulsewire.dispatch")
 WORKERS = 4
 BATCH = 64
+CLAIMS_RETRY_MS = 1_000
+
+ApplyEvents = Callable[[str, Iterable[Event]], Awaitable[None]]  # (user key, events)
+
+
+class SendClaims(Protocol):
+    async def claim(self, message_key: str) -> bool: ...
+
+    async def sent(self, message_key: str) -> None: ...
+
+    async def give_back(self, message_key: str) -> None: ...
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, shards: list[Shard], templates: Callable[[], Templates],
+    def __init__(self, settings: Settings, shards: Shards, templates: Callable[[], Templates],
                  signer: LinkSigner, clock: Clock, metrics: Metrics,
-                 dkim: DkimSigner | None = None) -> None:
+                 dkim: DkimSigner | None = None, claims: SendClaims | None = None,
+                 apply_events: ApplyEvents | None = None) -> None:
         self._settings = settings
         self._shards = shards
         self._templates = templates
@@ -57,6 +73,8 @@ class Dispatcher:
         self._clock = clock
         self._metrics = metrics
         self._dkim = dkim
+        self._claims = claims
+        self._apply_events = apply_events
         smtp = settings.smtp
         self._senders = [SmtpSender(smtp.host, smtp.port, username=smtp.username,
                                     password=smtp.password, starttls=smtp.starttls,
@@ -142,19 +160,48 @@ class Dispatcher:
             log.error("outbox row %d cannot be rendered: %s", row.id, err)
             await self._finish(shard, row, "dead", f"render: {err}")
             return
+        if not await self._claimed(shard, row):
+            return
         delivery = await sender.send(self._envelope_from, row.email, message)
         if delivery.status is DeliveryStatus.DELIVERED:
             self._metrics.emails_sent.inc()
+            if self._claims is not None:
+                await self._claims.sent(row.message_key)
             await self._finish(shard, row, "sent", None)
         elif delivery.status is DeliveryStatus.PERMANENT:
             self._metrics.emails_failed.labels("permanent").inc()
             await self._finish(shard, row, "dead", f"{delivery.code} {delivery.message}")
             if delivery.bounced:  # the address itself is refused, not this message's content
-                await shard.ingest(row.user_key, [Event("email_bounce", self._clock.now_ms(),
-                                                        {"message": row.message_key})])
+                bounce = Event("email_bounce", self._clock.now_ms(), {"message": row.message_key})
+                if self._apply_events is not None:
+                    await self._apply_events(row.user_key, [bounce])
+                else:
+                    await shard.ingest(row.user_key, [bounce])
         else:
             self._metrics.emails_failed.labels("transient").inc()
+            if self._claims is not None:
+                await self._claims.give_back(row.message_key)
             await self._retry(shard, row, f"{delivery.code} {delivery.message}")
+
+    async def _claimed(self, shard: Shard, row: OutboxRow) -> bool:
+        """Whether this node may send `row` now (always, outside the distributed mode)."""
+        if self._claims is None:
+            return True
+        try:
+            if await self._claims.claim(row.message_key):
+                return True
+        except Unavailable as err:  # not an attempt: try again shortly, uncounted
+            due, error = self._clock.now_ms() + CLAIMS_RETRY_MS, str(err)
+
+            async def later(db: aiosqlite.Connection) -> None:
+                await db.execute("UPDATE outbox SET due_ms = ?, last_error = ? WHERE id = ?"
+                                 " AND status = 'queued'", (due, error, row.id))
+
+            await shard.write(later)
+            return False
+        log.info("outbox row %d: %s was sent by another node", row.id, row.message_key)
+        await self._finish(shard, row, "sent", "sent by the shard's previous holder")
+        return False
 
     async def _message(self, shard: Shard, row: OutboxRow) -> bytes:
         profile = await shard.read("SELECT user_id, traits FROM users WHERE key = ?",

@@ -10,6 +10,7 @@ __all__ = [
     "Problem",
     "PulsewireError",
     "ShardClosed",
+    "Unavailable",
     "UnverifiedIdentity",
 ]
 
@@ -52,3 +53,7 @@ class UnverifiedIdentity(PulsewireError):
 
 class ShardClosed(PulsewireError):
     """A shard was used after it was closed."""
+
+
+class Unavailable(PulsewireError):
+    """A part the request needs is out of reach for now (the log in distributed mode); retry."""

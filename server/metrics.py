@@ -27,6 +27,24 @@ class _QueueDepth(Collector):
         yield family
 
 
+class _LogPositions(Collector):
+    def __init__(self, positions: Callable[[], Iterable[tuple[int, int, bool]]]) -> None:
+        self._positions = positions
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        applied = GaugeMetricFamily("pulsewire_shard_log_position",
+                                    "Last log sequence applied, per shard held here",
+                                    labels=["shard"])
+        caught_up = GaugeMetricFamily("pulsewire_shard_caught_up",
+                                      "1 once a held shard has replayed its log backlog",
+                                      labels=["shard"])
+        for shard, position, done in self._positions():
+            applied.add_metric([str(shard)], position)
+            caught_up.add_metric([str(shard)], int(done))
+        yield applied
+        yield caught_up
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -60,6 +78,10 @@ class Metrics:
 
     def watch_queues(self, depths: Callable[[], Iterable[tuple[int, int]]]) -> None:
         self.registry.register(_QueueDepth(depths))
+
+    def watch_log(self, positions: Callable[[], Iterable[tuple[int, int, bool]]]) -> None:
+        """Distributed mode: the log position and catch-up of each shard held here."""
+        self.registry.register(_LogPositions(positions))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

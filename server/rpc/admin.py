@@ -15,7 +15,7 @@ from server.errors import PulsewireError
 from server.rpc.gen.pulsewire.v1 import admin_pb2_grpc
 from server.rpc.status import Unauthenticated, status_of
 from server.storage.router import shard_of
-from server.storage.shard import Shard
+from server.storage.shard import Shard, Shards
 
 __all__ = ["AdminActions", "AdminServicer"]
 
@@ -27,7 +27,7 @@ _USER_COLUMNS = "key, email, email_verified, user_id, timezone, state"
 class AdminActions:
     """What the admin calls do, given the running app's pieces."""
 
-    def __init__(self, shards: list[Shard], reload: Callable[[], list[str]],
+    def __init__(self, shards: Shards, reload: Callable[[], list[str]],
                  now_ms: Callable[[], int],
                  signal_names: Callable[[], Mapping[str, str]] = dict) -> None:
         self.shards = shards

@@ -20,12 +20,12 @@ from collector.gen.pulsewire.v1 import batch_pb2
 from server.clock import Clock
 from server.config import Settings
 from server.errors import PulsewireError
-from server.rpc.batches import decode_batch
+from server.rpc.batches import DecodedBatch, decode_batch
 from server.rpc.gen.pulsewire.v1 import ingest_pb2_grpc
 from server.rpc.rate import TokenBucket
 from server.rpc.status import RateLimited, Unauthenticated, status_of
 from server.storage.router import shard_of
-from server.storage.shard import Shard
+from server.storage.shard import IngestResult, Shard
 
 __all__ = ["STREAM_WINDOW", "IngestServicer", "Ingestor", "ack_of"]
 
@@ -93,6 +93,16 @@ class Ingestor:
             return ack_of(batch)
         if not self._buckets[site.key].take(len(decoded.events), now):
             raise RateLimited(f"site {site.key!r} is over {limits.site_events_per_s:g} events/s")
+        result = await self.deliver(batch, decoded, now)
+        if not result.duplicate:
+            self._on_accepted(result.accepted)
+        return ack_of(batch, accepted=0 if result.duplicate else result.accepted,
+                      duplicate=result.duplicate)
+
+    async def deliver(self, batch: batch_pb2.Batch, decoded: DecodedBatch,
+                      now_ms: int) -> IngestResult:
+        """Make an accepted batch durable: here, straight into the user's shard (the
+        distributed mode publishes it to the shard's log instead)."""
         user_key, merge_from = await self._identity_route(decoded.user_key, decoded.device)
         shard = self._shard(user_key)
         result = await shard.ingest(user_key, decoded.events, device=decoded.device,
@@ -107,10 +117,7 @@ class Ingestor:
             else:
                 await self._shard(device_key).alias(device_key, user_key)
             self._devices.remember(decoded.device, user_key)
-        if not result.duplicate:
-            self._on_accepted(result.accepted)
-        return ack_of(batch, accepted=0 if result.duplicate else result.accepted,
-                      duplicate=result.duplicate)
+        return result
 
 
 def ack_of(batch: batch_pb2.Batch, **fields: Any) -> batch_pb2.Ack:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import grpc
 
-from server.errors import InvalidBatch, InvalidSequence, PulsewireError, ShardClosed
+from server.errors import (
+    InvalidBatch,
+    InvalidSequence,
+    PulsewireError,
+    ShardClosed,
+    Unavailable,
+)
 from server.mail.render import InvalidTemplates
 
 __all__ = ["RateLimited", "Unauthenticated", "status_of"]
@@ -25,6 +31,7 @@ _TABLE: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (InvalidSequence, grpc.StatusCode.FAILED_PRECONDITION),
     (InvalidTemplates, grpc.StatusCode.FAILED_PRECONDITION),
     (ShardClosed, grpc.StatusCode.UNAVAILABLE),
+    (Unavailable, grpc.StatusCode.UNAVAILABLE),
 )
 
 

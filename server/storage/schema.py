@@ -96,6 +96,12 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
             at_ms INTEGER NOT NULL
         ) WITHOUT ROWID;
     """),
+    ("log position (distributed mode)", """
+        CREATE TABLE log_position (
+            id INTEGER PRIMARY KEY CHECK (id = 0),
+            seq INTEGER NOT NULL           -- the last JetStream sequence applied to this file
+        );
+    """),
 )
 
 

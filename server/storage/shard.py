@@ -22,10 +22,10 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiosqlite
 
@@ -53,6 +53,7 @@ __all__ = [
     "OutboxRow",
     "Shard",
     "ShardObserver",
+    "Shards",
 ]
 
 log = logging.getLogger("pulsewire.shard")
@@ -96,6 +97,17 @@ class OutboxRow:
     shard: int
 
 
+class Shards(Protocol):
+    """Shards by number: a list in the embedded server; in the distributed mode, the ones this
+    process holds (`len` is still the cluster's count, which routing divides by)."""
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Shard]: ...
+
+    def __getitem__(self, index: int, /) -> Shard: ...
+
+
 class ShardObserver:
     """What a shard reports as it works; the app passes one that feeds its metrics."""
 
@@ -131,6 +143,8 @@ class _Item:
     identity: Identity | None = None
     apply: Callable[[aiosqlite.Connection], Awaitable[Any]] | None = None  # outbox updates...
     merge_from: bytes | None = None
+    at_ms: int = 0  # when the batch was accepted, if not now (a replayed log entry)
+    position: int = 0  # the log sequence this item ends, in distributed mode
 
 
 @dataclass(slots=True)
@@ -152,7 +166,7 @@ class _Changes:
 class Shard:
     def __init__(self, index: int, path: Path, engine: Callable[[], Engine], clock: Clock, *,
                  dedup_ttl_ms: int, on_outbox: Callable[[int], None] = lambda _s: None,
-                 observe: ShardObserver | None = None) -> None:
+                 observe: ShardObserver | None = None, timers_running: bool = True) -> None:
         self.index = index
         self.path = path
         self._engine = engine  # the running set may be swapped by a reload: ask each time
@@ -165,6 +179,9 @@ class Shard:
         self._due: dict[str, int] = {}
         self._heap: list[tuple[int, str]] = []
         self._timers_changed = asyncio.Event()
+        self._timers_running = asyncio.Event()
+        if timers_running:
+            self._timers_running.set()
         self._db: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -194,6 +211,7 @@ class Shard:
             return
         self._closing = True
         self._timers_changed.set()
+        self._timers_running.set()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Item("stop", done))
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -206,6 +224,11 @@ class Shard:
     def queue_depth(self) -> int:
         return self._queue.qsize()
 
+    def run_timers(self) -> None:
+        """Start firing timers (a shard opened with timers_running=False holds them until its
+        log is replayed: a timer must not fire ahead of events accepted before it was due)."""
+        self._timers_running.set()
+
     # ---- what callers ask for -----------------------------------------------------------
 
     async def ingest(self, user_key: str, events: list[Event], *, device: str = "", seq: int = 0,
@@ -217,6 +240,28 @@ class Shard:
         await self._put(_Item("ingest", future, user_key, events, device, seq, identity,
                               merge_from=merge_from))
         return await future
+
+    def enqueue_ingest(self, user_key: str, events: list[Event], *, device: str = "",
+                       seq: int = 0, identity: Identity | None = None,
+                       merge_from: bytes | None = None, at_ms: int = 0,
+                       position: int = 0) -> asyncio.Future[IngestResult]:
+        """`ingest` for a log consumer: queued now, in call order, applied as of `at_ms` (the
+        time the batch was accepted), with the log `position` committed in its transaction."""
+        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        self._put_now(_Item("ingest", future, user_key, events, device, seq, identity,
+                            merge_from=merge_from, at_ms=at_ms, position=position))
+        return future
+
+    def enqueue_position(self, position: int) -> asyncio.Future[None]:
+        """Commit the log `position` (entries that changed nothing here, say forwarded)."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._put_now(_Item("position", future, position=position))
+        return future
+
+    async def log_position(self) -> int:
+        """The last log sequence committed to this file (0: none)."""
+        rows = await self.read("SELECT seq FROM log_position WHERE id = 0")
+        return int(rows[0][0]) if rows else 0
 
     async def anonymous_state(self, device_key: str) -> bytes | None:
         """The committed engine state of an anonymous device profile, if there is one."""
@@ -231,16 +276,21 @@ class Shard:
         """A device with no history of its own now belongs to `user_key`: its later batches
         (which carry no identity) go to the user, after a restart too. Written with the
         group it lands in, without ending it."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._put(_Item("alias", future, user_key=device_key, device=user_key))
-        await future
+        await self.enqueue_link("alias", device_key, user_key)
 
     async def retire(self, device_key: str, user_key: str) -> None:
         """After its history merged into `user_key`: drop the device's profile, keep an alias
         so late anonymous batches from it still reach the user."""
+        await self.enqueue_link("retire", device_key, user_key)
+
+    def enqueue_link(self, kind: str, device_key: str, user_key: str,
+                     position: int = 0) -> asyncio.Future[None]:
+        """`alias` or `retire` (the `kind`), queued now in call order."""
+        assert kind in ("alias", "retire")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._put(_Item("retire", future, user_key=device_key, device=user_key))
-        await future
+        self._put_now(_Item(kind, future, user_key=device_key, device=user_key,
+                            position=position))
+        return future
 
     async def write(self, apply: Callable[[aiosqlite.Connection], Awaitable[Any]]) -> Any:
         """Await `apply(conn)` inside the writer's next transaction (outbox updates, erasure).
@@ -275,9 +325,12 @@ class Shard:
         return await future
 
     async def _put(self, item: _Item) -> None:
+        self._put_now(item)
+
+    def _put_now(self, item: _Item) -> None:
         if self._closing or self._db is None:
             raise ShardClosed(f"shard {self.index} is closed")
-        await self._queue.put(item)
+        self._queue.put_nowait(item)
 
     # ---- the writer -----------------------------------------------------------------------
 
@@ -331,6 +384,10 @@ class Shard:
             if aliases:
                 await db.executemany("INSERT OR REPLACE INTO aliases VALUES (?, ?, ?)",
                                      aliases)
+            position = max(i.position for i in items)
+            if position:
+                await db.execute("INSERT OR REPLACE INTO log_position VALUES (0, ?)",
+                                 (position,))
             await db.execute("COMMIT")
         except Exception as err:
             log.exception("shard %d: group of %d failed", self.index, len(items))
@@ -370,6 +427,7 @@ class Shard:
             return None
         if item.kind != "ingest":
             return None
+        now = item.at_ms or now
         if item.device:
             key = (item.device, item.seq)
             if key in seen:
@@ -559,6 +617,9 @@ class Shard:
 
     async def _timer_loop(self) -> None:
         while not self._closing:
+            if not self._timers_running.is_set():
+                await self._timers_running.wait()
+                continue
             due = self._earliest_due()
             self._timers_changed.clear()
             if due is None:

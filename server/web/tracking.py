@@ -15,7 +15,7 @@ button POSTs, because link scanners follow GETs and must not unsubscribe anyone.
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from server.clock import Clock
 from server.engine import Event
+from server.errors import ShardClosed
 from server.mail.tokens import (
     KIND_CLICK,
     KIND_OPEN,
@@ -34,7 +35,7 @@ from server.mail.tokens import (
 )
 from server.metrics import Metrics
 from server.storage.router import shard_of
-from server.storage.shard import Shard
+from server.storage.shard import Shards
 
 __all__ = ["Tracking", "build_web_app"]
 
@@ -51,25 +52,26 @@ padding:0 1rem;color:#222}}button{{font:inherit;padding:.5rem 1rem}}</style></he
 @dataclass
 class Tracking:
     signer: LinkSigner
-    shards: list[Shard]
+    shards: Shards
     clock: Clock
     metrics: Metrics
-
-    def shard(self, user: str) -> Shard:
-        return self.shards[shard_of(user, len(self.shards))]
+    apply_events: Callable[..., Awaitable[None]]  # App.apply_events
 
     async def feedback(self, kind: str, payload: dict[str, str], extra: dict[str, str],
                        dedup_seq: int) -> None:
         user, message = payload["user"], payload["message"]
-        shard = self.shard(user)
-        rows = await shard.read("SELECT sequence, step FROM outbox WHERE message_key = ?",
-                                (message,))
         props: dict[str, str | int] = {"message": message, **extra}
+        try:
+            shard = self.shards[shard_of(user, len(self.shards))]
+            rows = await shard.read("SELECT sequence, step FROM outbox WHERE message_key = ?",
+                                    (message,))
+        except ShardClosed:  # held by another node, whose owner adds sequence and step
+            rows = []
         if rows:
             props.update(sequence=rows[0][0], step=rows[0][1])
         event = Event(kind, self.clock.now_ms(), props)
-        await shard.ingest(user, [event], device=f"m:{message}" if dedup_seq else "",
-                           seq=dedup_seq)
+        await self.apply_events(user, [event], device=f"m:{message}" if dedup_seq else "",
+                                seq=dedup_seq)
 
 
 def _verify(tracking: Tracking, kind: str, token: str) -> dict[str, str] | None:

@@ -1,0 +1,263 @@
+"""This process's part of the cluster: which shards it holds, and their owners.
+
+Every TICK of the lease TTL the node renews its presence and its shard leases (a lease it
+lost is dropped at once: its owner stops, its file closes), then looks at each shard:
+  - its own shards by the static map it takes whenever their lease is free;
+  - with failover on, a shard whose preferred node is gone (no presence) and whose lease lapsed
+    it takes too, once it has been up a whole TTL (so a peer starting beside it is not raced);
+  - a shard it holds for a node that is back it hands back: stop, snapshot, give up the lease.
+Taking a shard: the latest snapshot if it is further along than the local file, open with
+timers held, replay the subject from the file's position, then timers run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from server.clock import Clock
+from server.cluster.jetstream import JetStreamLog
+from server.cluster.leases import Leases
+from server.cluster.owner import ShardOwner
+from server.cluster.publish import LogIngestor, publish_events
+from server.cluster.send_claims import SendClaims
+from server.cluster.snapshots import Snapshots, file_position
+from server.config import Settings
+from server.engine import Event
+from server.errors import ShardClosed, Unavailable
+from server.rpc.ingest import Ingestor
+from server.storage.shard import Shard
+
+__all__ = ["Cluster", "ClusterNode", "ShardTable", "cluster_node"]
+
+log = logging.getLogger("pulsewire.cluster")
+TICK = 0.1  # of the lease TTL
+
+
+class ShardTable:
+    """The shards held here, by number. `len()` is the cluster's shard count (what routing
+    divides by); iterating gives only the shards this process holds now."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._held: dict[int, Shard] = {}
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[Shard]:
+        return iter([self._held[i] for i in sorted(self._held)])
+
+    def __getitem__(self, index: int) -> Shard:
+        try:
+            return self._held[index]
+        except KeyError:
+            raise ShardClosed(f"shard {index} is not held by this node") from None
+
+    def __contains__(self, index: object) -> bool:
+        return index in self._held
+
+    def hold(self, shard: Shard) -> None:
+        self._held[shard.index] = shard
+
+    def drop(self, index: int) -> None:
+        self._held.pop(index, None)
+
+
+class ClusterNode:
+    def __init__(self, settings: Settings, log_: JetStreamLog,
+                 open_shard: Callable[[int, bool], Awaitable[Shard]],
+                 path_of: Callable[[int], Path]) -> None:
+        self._settings = settings
+        self._cluster = settings.cluster
+        self._log = log_
+        self._open_shard = open_shard
+        self._path_of = path_of
+        self.node = self._cluster.node
+        self.shards = ShardTable(settings.server.shards)
+        self._owners: dict[int, ShardOwner] = {}
+        self._leases = Leases(log_.leases, self.node)
+        self._snapshots = Snapshots(log_.snapshots)
+        self._saved: dict[int, int] = {}  # shard -> position of the last snapshot saved here
+        self._snapshot_due = 0.0
+        self._up_since = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.caught_up: set[int] = set()
+
+    @property
+    def tick_s(self) -> float:
+        return self._cluster.lease_ttl_s * TICK
+
+    async def start(self) -> None:
+        self._up_since = time.monotonic()
+        self._snapshot_due = self._up_since + self._cluster.snapshot_every_s
+        await self._leases.take(self._presence(self.node))
+        await self._tick()
+        self._task = asyncio.create_task(self._loop(), name="cluster-node")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task], timeout=self._cluster.lease_ttl_s)
+        for index in list(self._owners):
+            await self._release(index)
+        await self._leases.give_up(self._presence(self.node))
+
+    def positions(self) -> list[tuple[int, int, bool]]:
+        """(shard, last applied log position, caught up) for each shard held here."""
+        return [(i, owner.applied, i in self.caught_up) for i, owner in
+                sorted(self._owners.items())]
+
+    # ---- the loop ---------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.tick_s)
+            try:
+                await self._tick()
+                if time.monotonic() >= self._snapshot_due:
+                    self._snapshot_due = time.monotonic() + self._cluster.snapshot_every_s
+                    await self._snapshot_all()
+            except Unavailable as err:
+                log.warning("cluster: %s", err)
+            except Exception:
+                log.exception("cluster: tick failed")
+
+    async def _tick(self) -> None:
+        if not await self._leases.keep(self._presence(self.node)):
+            await self._leases.take(self._presence(self.node))
+        for index in list(self._owners):
+            if not await self._leases.keep(self._lease(index)):
+                log.warning("cluster: %s lost its lease on shard %d; dropping it", self.node,
+                            index)
+                await self._drop(index)
+        count = self._settings.server.shards
+        nodes = [node for node, _ in self._cluster.owners]
+        live = await self._leases.holders([self._lease(i) for i in range(count)]
+                                          + [self._presence(n) for n in nodes])
+        grace_over = time.monotonic() - self._up_since >= self._cluster.lease_ttl_s
+        for index in range(count):
+            if self._stopping:
+                return
+            preferred = self._cluster.preferred(index)
+            if index in self._owners:
+                if preferred != self.node and self._presence(preferred) in live:
+                    await self._hand_back(index)
+                continue
+            if self._lease(index) in live:
+                continue
+            foreign_ok = (self._cluster.failover and grace_over
+                          and self._presence(preferred) not in live)
+            if (preferred == self.node or foreign_ok) and await self._leases.take(
+                    self._lease(index)):
+                await self._take(index, preferred)
+
+    # ---- taking and giving shards -----------------------------------------------------------
+
+    async def _take(self, index: int, preferred: str) -> None:
+        started = time.monotonic()
+        path = self._path_of(index)
+        try:
+            position = await self._snapshots.restore(index, path)
+            shard = await self._open_shard(index, False)
+        except Exception:
+            await self._leases.give_up(self._lease(index))
+            raise
+        owner = ShardOwner(shard, self._log, self._settings, on_caught_up=self._note_caught_up)
+        self._owners[index] = owner
+        self.shards.hold(shard)
+        owner.start()
+        log.warning("cluster: %s took shard %d%s at log position %d (%.0f ms)", self.node,
+                    index, "" if preferred == self.node else f" from {preferred}",
+                    max(position, 0), (time.monotonic() - started) * 1000)
+
+    def _note_caught_up(self, index: int) -> None:
+        if index not in self.caught_up and index in self._owners:
+            self.caught_up.add(index)
+            log.warning("cluster: %s shard %d caught up at log position %d", self.node, index,
+                        self._owners[index].applied)
+
+    async def _drop(self, index: int) -> None:
+        owner = self._owners.pop(index)
+        self.shards.drop(index)
+        self.caught_up.discard(index)
+        await owner.stop()
+        await owner.shard.close()
+
+    async def _release(self, index: int) -> None:
+        """Stop, leave a snapshot for the next holder, then give up the lease."""
+        await self._drop(index)
+        try:
+            await self._save(index)
+        finally:
+            await self._leases.give_up(self._lease(index))
+
+    async def _hand_back(self, index: int) -> None:
+        log.warning("cluster: %s hands shard %d back to %s", self.node, index,
+                    self._cluster.preferred(index))
+        await self._release(index)
+
+    async def _snapshot_all(self) -> None:
+        for index, owner in list(self._owners.items()):
+            if owner.applied > self._saved.get(index, -1):
+                await self._save(index)
+
+    async def _save(self, index: int) -> None:
+        path = self._path_of(index)
+        if await self._snapshots.latest(index) > await asyncio.to_thread(file_position, path):
+            return  # a newer copy is there already (another holder's)
+        self._saved[index] = await self._snapshots.save(index, path)
+
+    @staticmethod
+    def _lease(index: int) -> str:
+        return f"shard.{index}"
+
+    @staticmethod
+    def _presence(node: str) -> str:
+        return f"node.{node}"
+
+
+
+class Cluster(ClusterNode):
+    """The node plus what the app reaches the cluster through: the ingestor that publishes,
+    the send claims, and publishing engine events for a user."""
+
+    def __init__(self, settings: Settings, log_: JetStreamLog,
+                 open_shard: Callable[[int, bool], Awaitable[Shard]],
+                 path_of: Callable[[int], Path], ingestor: Ingestor) -> None:
+        super().__init__(settings, log_, open_shard, path_of)
+        self.ingestor = ingestor
+        self.claims = SendClaims(log_.sent, settings.cluster.node)
+
+    async def publish_events(self, user_key: str, events: Iterable[Event], at_ms: int, *,
+                             device: str = "", seq: int = 0) -> None:
+        await publish_events(self._log, self._settings.server.shards, user_key, events,
+                             at_ms=at_ms, device=device, seq=seq)
+
+
+@asynccontextmanager
+async def cluster_node(settings: Settings, clock: Clock,
+                       open_shard: Callable[[int, bool], Awaitable[Shard]],
+                       counters: Mapping[str, Any]) -> AsyncIterator[Cluster]:
+    """Connect to NATS, take this node's shards, and hand them all back on the way out."""
+    log_ = await JetStreamLog.connect(settings.cluster)
+    try:
+        ingestor = LogIngestor(settings, [], clock, log=log_,
+                               shard_count=settings.server.shards, **counters)
+        node = Cluster(settings, log_, open_shard,
+                       lambda index: Path(settings.server.data_dir) / f"shard-{index:03d}.sqlite",
+                       ingestor)
+        await node.start()
+        try:
+            yield node
+        finally:
+            await node.stop()
+    finally:
+        await log_.close()

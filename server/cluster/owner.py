@@ -1,0 +1,185 @@
+"""A shard's owner: the one process applying the shard's subject to the shard's file.
+
+It reads the subject through a durable consumer that starts after the file's own log
+position, takes up to FETCH entries at a time and, in order:
+  - an ANON entry goes to the device's profile here, or on to the user the device belongs to;
+  - a CLAIM first folds the device's anonymous history into the user (awaiting what is
+    queued for the device, so the history is whole), passes the batch on with that history,
+    and notes the device as the user's (an alias, or a retire when a history moved);
+  - a USER entry is applied here.
+Passing on is a publish to the user's shard subject, acknowledged by JetStream before any later
+entry is applied, so when a position is committed everything before it is either in the file
+or durably on its way. Each entry's position goes into the shard transaction that applies it
+(or a light position-only item), so after a crash the file says exactly where to resume and
+nothing is applied twice (the shard's dedup keys catch a batch passed on twice). Timers wait
+until the backlog is applied: a timer must not fire ahead of events accepted before it was due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeout
+
+from collector.gen.pulsewire.v1 import batch_pb2
+from server.cluster.entries import ANON, CLAIM, InvalidEntry, LogEntry
+from server.cluster.jetstream import JetStreamLog
+from server.config import Settings
+from server.engine import Event
+from server.errors import PulsewireError, Unavailable
+from server.rpc.batches import decode_batch
+from server.storage.router import shard_of
+from server.storage.shard import Identity, Shard
+
+__all__ = ["ShardOwner"]
+
+log = logging.getLogger("pulsewire.cluster")
+FETCH = 256
+FETCH_WAIT_S = 0.5
+_FEEDBACK = ("email_open", "email_click")
+
+
+class ShardOwner:
+    def __init__(self, shard: Shard, log_: JetStreamLog, settings: Settings,
+                 on_caught_up: Callable[[int], None] = lambda _shard: None) -> None:
+        self.shard = shard
+        self._log = log_
+        self._settings = settings
+        self._count = settings.server.shards
+        self._aliases: dict[str, str | None] = {}
+        self._on_caught_up = on_caught_up
+        self._task: asyncio.Task[None] | None = None
+        self.applied = 0  # the last position applied (committed)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"owner-{self.shard.index}")
+
+    async def stop(self) -> None:
+        """Stop after the entries in hand are applied; the shard stays open."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._consume()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # NATS away, a failed group: resume from the file
+                quiet = isinstance(err, NatsError | Unavailable | asyncio.TimeoutError)
+                log.log(logging.WARNING if quiet else logging.ERROR,
+                        "shard %d: consuming stopped (%s); resuming", self.shard.index,
+                        type(err).__name__, exc_info=not quiet)
+                self._aliases.clear()
+                await asyncio.sleep(0.5)
+
+    async def _consume(self) -> None:
+        self.applied = await self.shard.log_position()
+        subscription = await self._log.consumer(self.shard.index, self.applied)
+        try:
+            while True:
+                try:
+                    messages = await subscription.fetch(FETCH, timeout=FETCH_WAIT_S)
+                except (NatsTimeout, TimeoutError):
+                    messages = []
+                if not messages:
+                    self._caught_up()
+                    continue
+                await self._apply(messages)
+                await messages[-1].ack()
+                if messages[-1].metadata.num_pending == 0:
+                    self._caught_up()
+        finally:
+            await asyncio.shield(_unsubscribe(subscription))
+
+    def _caught_up(self) -> None:
+        self.shard.run_timers()
+        self._on_caught_up(self.shard.index)
+
+    async def _apply(self, messages: list[Any]) -> None:
+        queued: list[asyncio.Future[Any]] = []
+        last = last_queued = 0
+        for message in messages:
+            position = message.metadata.sequence.stream
+            if position <= self.applied:
+                continue
+            try:
+                entry = LogEntry.decode(message.data)
+                before = len(queued)
+                await self._route(entry, position, queued)
+                if len(queued) > before:
+                    last_queued = position
+            except PulsewireError as err:  # a bad entry is skipped, never retried forever
+                log.error("shard %d: log entry %d skipped: %s", self.shard.index, position, err)
+            last = position
+        if last and last_queued != last:
+            queued.append(self.shard.enqueue_position(last))
+        await asyncio.gather(*queued)
+        self.applied = max(self.applied, last)
+
+    async def _route(self, entry: LogEntry, position: int,
+                     queued: list[asyncio.Future[Any]]) -> None:
+        if entry.kind == ANON:
+            owner = await self._alias(entry.device_key)
+            await self._to(owner or entry.key, entry, None, position, queued)
+        elif entry.kind == CLAIM:
+            owner = await self._alias(entry.device_key)
+            if owner == entry.key:
+                await self._to(entry.key, entry, None, position, queued)
+                return
+            await asyncio.gather(*queued)  # the device's queued batches are part of its history
+            history = await self.shard.anonymous_state(entry.device_key)
+            await self._to(entry.key, entry, history, position, queued)
+            queued.append(self.shard.enqueue_link("alias" if history is None else "retire",
+                                                  entry.device_key, entry.key, position))
+            self._aliases[entry.device_key] = entry.key
+        else:
+            await self._to(entry.key, entry, entry.merge, position, queued)
+
+    async def _to(self, key: str, entry: LogEntry, merge: bytes | None, position: int,
+                  queued: list[asyncio.Future[Any]]) -> None:
+        target = shard_of(key, self._count)
+        if target != self.shard.index:
+            await self._log.publish(target, entry.passed_on(key, merge), "f")
+            return
+        events, identity = await self._contents(entry)
+        queued.append(self.shard.enqueue_ingest(
+            key, events, device=entry.device, seq=entry.seq, identity=identity,
+            merge_from=merge, at_ms=entry.at_ms, position=position))
+
+    async def _contents(self, entry: LogEntry) -> tuple[list[Event], Identity | None]:
+        if not entry.batch:
+            return [await self._with_send(e) for e in entry.events], None
+        batch = batch_pb2.Batch.FromString(entry.batch)
+        site = self._settings.site(batch.site_key)
+        if site is None:
+            raise InvalidEntry(f"site {batch.site_key!r} is not configured on this node")
+        decoded = decode_batch(batch, site, self._settings.ingest, entry.at_ms)
+        return decoded.events, decoded.identity
+
+    async def _with_send(self, event: Event) -> Event:
+        """An open or a click names its message; the sequence and step come from this
+        shard's outbox, as in the embedded server."""
+        if event.name not in _FEEDBACK or "sequence" in event.props:
+            return event
+        rows = await self.shard.read("SELECT sequence, step FROM outbox WHERE message_key = ?",
+                                     (event.props.get("message", ""),))
+        if not rows:
+            return event
+        return event._replace(props={**event.props, "sequence": rows[0][0], "step": rows[0][1]})
+
+    async def _alias(self, device_key: str) -> str | None:
+        if device_key not in self._aliases:
+            self._aliases[device_key] = await self.shard.alias_of(device_key)
+        return self._aliases[device_key]
+
+
+async def _unsubscribe(subscription: Any) -> None:
+    with contextlib.suppress(NatsError, asyncio.TimeoutError):
+        await subscription.unsubscribe()
