@@ -12,7 +12,7 @@ import asyncio
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,11 +153,12 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
     async with AsyncExitStack() as stack:
         data_dir = Path(settings.server.data_dir)
 
-        async def open_shard(index: int, timers_running: bool = True) -> Shard:
+        async def open_shard(index: int, timers_running: bool = True,
+                             timers_until: Callable[[], int] | None = None) -> Shard:
             shard = Shard(index, data_dir / f"shard-{index:03d}.sqlite", app.current_engine, clock,
                           dedup_ttl_ms=settings.ingest.dedup_ttl_s * 1000,
                           on_outbox=app.outbox_written, observe=app.metrics.shard_observer(),
-                          timers_running=timers_running)
+                          timers_running=timers_running, timers_until=timers_until)
             await shard.open()
             return shard
 

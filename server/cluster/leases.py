@@ -56,6 +56,13 @@ class Leases:
         with contextlib.suppress(TimeoutError, KeyWrongLastSequenceError, NatsError):
             await self._bucket.delete(name, last=revision)
 
+    async def put(self, name: str, value: str) -> None:
+        """A plain key (no lease): it too lapses when not written again within the TTL."""
+        try:
+            await self._bucket.put(name, value.encode())
+        except (NatsError, TimeoutError) as err:
+            raise Unavailable(f"leases out of reach ({type(err).__name__})") from None
+
     async def holders(self, names: list[str]) -> dict[str, str]:
         """The live leases among `names`: key -> node."""
         found = {}

@@ -37,6 +37,8 @@ __all__ = ["Cluster", "ClusterNode", "ShardTable", "cluster_node"]
 
 log = logging.getLogger("pulsewire.cluster")
 TICK = 0.1  # of the lease TTL
+WATERMARK_EVERY_S = 0.1
+TIMER_MARGIN_MS = 100  # publish latency and clock skew between nodes
 
 
 class ShardTable:
@@ -70,10 +72,11 @@ class ShardTable:
 
 
 class ClusterNode:
-    def __init__(self, settings: Settings, log_: JetStreamLog,
-                 open_shard: Callable[[int, bool], Awaitable[Shard]],
+    def __init__(self, settings: Settings, log_: JetStreamLog, clock: Clock,
+                 open_shard: Callable[[int, bool, Callable[[], int]], Awaitable[Shard]],
                  path_of: Callable[[int], Path]) -> None:
         self._settings = settings
+        self._clock = clock
         self._cluster = settings.cluster
         self._log = log_
         self._open_shard = open_shard
@@ -86,7 +89,7 @@ class ClusterNode:
         self._saved: dict[int, int] = {}  # shard -> position of the last snapshot saved here
         self._snapshot_due = 0.0
         self._up_since = 0.0
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self.caught_up: set[int] = set()
 
@@ -99,13 +102,15 @@ class ClusterNode:
         self._snapshot_due = self._up_since + self._cluster.snapshot_every_s
         await self._leases.take(self._presence(self.node))
         await self._tick()
-        self._task = asyncio.create_task(self._loop(), name="cluster-node")
+        self._tasks = [asyncio.create_task(self._loop(), name="cluster-node"),
+                       asyncio.create_task(self._watermark_loop(), name="cluster-watermarks")]
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task], timeout=self._cluster.lease_ttl_s)
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self._cluster.lease_ttl_s)
         for index in list(self._owners):
             await self._release(index)
         await self._leases.give_up(self._presence(self.node))
@@ -129,6 +134,32 @@ class ClusterNode:
                 log.warning("cluster: %s", err)
             except Exception:
                 log.exception("cluster: tick failed")
+
+    async def _watermark_loop(self) -> None:
+        """Timers wait for the cluster: a timer due at D fires once every shard's owner has
+        passed on all it holds that was accepted before D (a purchase accepted in time on
+        another node, still on its way through a device's shard, must count)."""
+        while not self._stopping:
+            await asyncio.sleep(WATERMARK_EVERY_S)
+            try:
+                await self._share_watermarks()
+            except Unavailable:
+                pass
+            except Exception:
+                log.exception("cluster: watermarks failed")
+
+    async def _share_watermarks(self) -> None:
+        for index, owner in list(self._owners.items()):
+            if owner.clear_ms:
+                await self._leases.put(f"clear.{index}", str(owner.clear_ms))
+        read_ms = self._clock.now_ms()
+        count = self._settings.server.shards
+        clear = await self._leases.holders([f"clear.{i}" for i in range(count)])
+        if len(clear) < count:
+            return  # a shard without a live owner: timers everywhere wait for its successor
+        floor = min(int(v) for v in clear.values()) - TIMER_MARGIN_MS
+        for owner in list(self._owners.values()):
+            owner.offer(read_ms, floor)
 
     async def _tick(self) -> None:
         if not await self._leases.keep(self._presence(self.node)):
@@ -166,17 +197,22 @@ class ClusterNode:
         path = self._path_of(index)
         try:
             position = await self._snapshots.restore(index, path)
-            shard = await self._open_shard(index, False)
+            shard = await self._open_shard(index, False, lambda: self._timers_until(index))
         except Exception:
             await self._leases.give_up(self._lease(index))
             raise
-        owner = ShardOwner(shard, self._log, self._settings, on_caught_up=self._note_caught_up)
+        owner = ShardOwner(shard, self._log, self._settings, self._clock,
+                           on_caught_up=self._note_caught_up)
         self._owners[index] = owner
         self.shards.hold(shard)
         owner.start()
         log.warning("cluster: %s took shard %d%s at log position %d (%.0f ms)", self.node,
                     index, "" if preferred == self.node else f" from {preferred}",
                     max(position, 0), (time.monotonic() - started) * 1000)
+
+    def _timers_until(self, index: int) -> int:
+        owner = self._owners.get(index)
+        return owner.timers_until if owner is not None else 0
 
     def _note_caught_up(self, index: int) -> None:
         if index not in self.caught_up and index in self._owners:
@@ -229,10 +265,10 @@ class Cluster(ClusterNode):
     """The node plus what the app reaches the cluster through: the ingestor that publishes,
     the send claims, and publishing engine events for a user."""
 
-    def __init__(self, settings: Settings, log_: JetStreamLog,
-                 open_shard: Callable[[int, bool], Awaitable[Shard]],
+    def __init__(self, settings: Settings, log_: JetStreamLog, clock: Clock,
+                 open_shard: Callable[[int, bool, Callable[[], int]], Awaitable[Shard]],
                  path_of: Callable[[int], Path], ingestor: Ingestor) -> None:
-        super().__init__(settings, log_, open_shard, path_of)
+        super().__init__(settings, log_, clock, open_shard, path_of)
         self.ingestor = ingestor
         self.claims = SendClaims(log_.sent, settings.cluster.node)
 
@@ -244,14 +280,14 @@ class Cluster(ClusterNode):
 
 @asynccontextmanager
 async def cluster_node(settings: Settings, clock: Clock,
-                       open_shard: Callable[[int, bool], Awaitable[Shard]],
+                       open_shard: Callable[[int, bool, Callable[[], int]], Awaitable[Shard]],
                        counters: Mapping[str, Any]) -> AsyncIterator[Cluster]:
     """Connect to NATS, take this node's shards, and hand them all back on the way out."""
     log_ = await JetStreamLog.connect(settings.cluster)
     try:
         ingestor = LogIngestor(settings, [], clock, log=log_,
                                shard_count=settings.server.shards, **counters)
-        node = Cluster(settings, log_, open_shard,
+        node = Cluster(settings, log_, clock, open_shard,
                        lambda index: Path(settings.server.data_dir) / f"shard-{index:03d}.sqlite",
                        ingestor)
         await node.start()

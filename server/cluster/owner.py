@@ -27,6 +27,7 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 
 from collector.gen.pulsewire.v1 import batch_pb2
+from server.clock import Clock
 from server.cluster.entries import ANON, CLAIM, InvalidEntry, LogEntry
 from server.cluster.jetstream import JetStreamLog
 from server.config import Settings
@@ -40,13 +41,14 @@ __all__ = ["ShardOwner"]
 
 log = logging.getLogger("pulsewire.cluster")
 FETCH = 256
-FETCH_WAIT_S = 0.5
+FETCH_WAIT_S = 0.1
 _FEEDBACK = ("email_open", "email_click")
 
 
 class ShardOwner:
-    def __init__(self, shard: Shard, log_: JetStreamLog, settings: Settings,
+    def __init__(self, shard: Shard, log_: JetStreamLog, settings: Settings, clock: Clock,
                  on_caught_up: Callable[[int], None] = lambda _shard: None) -> None:
+        self._clock = clock
         self.shard = shard
         self._log = log_
         self._settings = settings
@@ -55,6 +57,11 @@ class ShardOwner:
         self._on_caught_up = on_caught_up
         self._task: asyncio.Task[None] | None = None
         self.applied = 0  # the last position applied (committed)
+        # Everything stored on this shard's subject before `clear_ms` is applied (wall clock
+        # when a fetch began that found the subject drained); 0: still replaying.
+        self.clear_ms = 0
+        self.timers_until = 0  # how far this shard's timers may fire
+        self._offers: list[tuple[int, int]] = []  # (read at, floor) awaiting a later clear_ms
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"owner-{self.shard.index}")
@@ -84,21 +91,38 @@ class ShardOwner:
         subscription = await self._log.consumer(self.shard.index, self.applied)
         try:
             while True:
+                asked_ms = self._clock.now_ms()
                 try:
                     messages = await subscription.fetch(FETCH, timeout=FETCH_WAIT_S)
                 except (NatsTimeout, TimeoutError):
                     messages = []
                 if not messages:
-                    self._caught_up()
+                    self._caught_up(asked_ms)
                     continue
                 await self._apply(messages)
                 await messages[-1].ack()
                 if messages[-1].metadata.num_pending == 0:
-                    self._caught_up()
+                    self._caught_up(asked_ms)
         finally:
             await asyncio.shield(_unsubscribe(subscription))
 
-    def _caught_up(self) -> None:
+    def offer(self, read_ms: int, floor_ms: int) -> None:
+        """Every shard's owner had passed on all it holds accepted before `floor_ms`, as read
+        at `read_ms`: this shard's timers may fire up to it once this shard has applied
+        everything stored before `read_ms`."""
+        self._offers.append((read_ms, floor_ms))
+        del self._offers[:-64]
+        self._promote()
+
+    def _promote(self) -> None:
+        ready = [floor for read, floor in self._offers if read <= self.clear_ms]
+        if ready:
+            self.timers_until = max(self.timers_until, *ready)
+            self._offers = [(r, f) for r, f in self._offers if r > self.clear_ms]
+
+    def _caught_up(self, asked_ms: int) -> None:
+        self.clear_ms = max(self.clear_ms, asked_ms)
+        self._promote()
         self.shard.run_timers()
         self._on_caught_up(self.shard.index)
 

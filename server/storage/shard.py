@@ -59,6 +59,7 @@ __all__ = [
 log = logging.getLogger("pulsewire.shard")
 MAX_GROUP = 1024
 SWEEP_EVERY_MS = 60_000
+HELD_TIMER_POLL_S = 0.02
 CACHED_USERS = 50_000  # per shard; beyond it the least recently used states are read back
 STATS_UPSERT = ("INSERT INTO stats VALUES (?, ?, ?, ?) ON CONFLICT(sequence, step, counter)"
                 " DO UPDATE SET n = n + excluded.n")  # (sequence, step, counter, by how much)
@@ -166,7 +167,8 @@ class _Changes:
 class Shard:
     def __init__(self, index: int, path: Path, engine: Callable[[], Engine], clock: Clock, *,
                  dedup_ttl_ms: int, on_outbox: Callable[[int], None] = lambda _s: None,
-                 observe: ShardObserver | None = None, timers_running: bool = True) -> None:
+                 observe: ShardObserver | None = None, timers_running: bool = True,
+                 timers_until: Callable[[], int] | None = None) -> None:
         self.index = index
         self.path = path
         self._engine = engine  # the running set may be swapped by a reload: ask each time
@@ -180,6 +182,9 @@ class Shard:
         self._heap: list[tuple[int, str]] = []
         self._timers_changed = asyncio.Event()
         self._timers_running = asyncio.Event()
+        # How far timers may fire (distributed mode: until every event accepted before then,
+        # on any node, has reached this shard); None: up to now.
+        self._timers_until = timers_until
         if timers_running:
             self._timers_running.set()
         self._db: aiosqlite.Connection | None = None
@@ -359,7 +364,8 @@ class Shard:
         results: list[Any] = []
         # Timers due now are taken off the heap once per group (the first "timers" item fires
         # them all), and put back if the group fails, so none is lost.
-        due = self._pop_due(now) if any(i.kind == "timers" for i in items) else []
+        fire_to = self._fire_to(now)
+        due = self._pop_due(fire_to) if any(i.kind == "timers" for i in items) else []
         try:
             seen = await self._duplicates(items)
             await self._load([i.user_key for i in items if i.kind == "ingest"]
@@ -413,7 +419,7 @@ class Shard:
     def _apply_item(self, item: _Item, now: int, seen: dict[tuple[str, int], int],
                     changes: _Changes, due: list[tuple[str, int]]) -> Any:
         if item.kind == "timers":
-            return self._fire_timers([key for key, _ in due], now, changes)
+            return self._fire_timers([key for key, _ in due], self._fire_to(now), changes)
         if item.kind == "retire":
             self._users.pop(item.user_key, None)
             self._set_due(item.user_key, None)
@@ -471,7 +477,7 @@ class Shard:
                 continue
             due = engine.next_deadline(user.state)
             if due is not None and due <= now:
-                self._observe.timer_lateness(now - due)
+                self._observe.timer_lateness(self._clock.now_ms() - due)
             self._record(key, user, engine.advance(user.state, now), now, changes)
             fired += 1
         return fired
@@ -606,6 +612,9 @@ class Shard:
             heapq.heappop(self._heap)  # superseded
         return self._heap[0][0] if self._heap else None
 
+    def _fire_to(self, now: int) -> int:
+        return now if self._timers_until is None else min(now, self._timers_until())
+
     def _pop_due(self, now: int) -> list[tuple[str, int]]:
         """Every (user, due) whose timer is due by `now`, taken off the heap."""
         taken = []
@@ -625,7 +634,11 @@ class Shard:
             if due is None:
                 await self._timers_changed.wait()
                 continue
-            if due > self._clock.now_ms():
+            now = self._clock.now_ms()
+            if due <= now and due > self._fire_to(now):  # held back: look again shortly
+                await asyncio.sleep(HELD_TIMER_POLL_S)
+                continue
+            if due > now:
                 sleeper = asyncio.ensure_future(self._clock.sleep_until(due))
                 changed = asyncio.ensure_future(self._timers_changed.wait())
                 await asyncio.wait({sleeper, changed}, return_when=asyncio.FIRST_COMPLETED)
