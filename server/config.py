@@ -124,6 +124,7 @@ class ClusterSettings:
     failover: bool = True
     lease_ttl_s: float = 6.0
     snapshot_every_s: float = 60.0
+    log_keep_s: float = 7 * 86_400.0  # entries older than this leave the stream
     owners: tuple[tuple[str, tuple[int, ...]], ...] = ()
 
     def preferred(self, shard: int) -> str:
@@ -225,6 +226,9 @@ def _check_cluster(cluster: ClusterSettings, shards: int) -> None:
         raise ConfigError("cluster.replicas: must be 1 to 5")
     if cluster.lease_ttl_s < 1:
         raise ConfigError("cluster.lease_ttl_s: must be at least 1")
+    if cluster.log_keep_s < 10 * cluster.snapshot_every_s:
+        raise ConfigError("cluster.log_keep_s: must be at least 10 snapshot periods, so a"
+                          " snapshot's position is always still in the stream")
 
 
 def _section(name: str, current: Any, values: Mapping[str, Any]) -> Any:

@@ -67,7 +67,8 @@ class JetStreamLog:
         name = settings.stream
         await _ensure_stream(js, StreamConfig(
             name=name, subjects=[f"{name}.shard.*"], storage=StorageType.FILE,
-            num_replicas=settings.replicas, duplicate_window=DUPLICATE_WINDOW_S))
+            num_replicas=settings.replicas, duplicate_window=DUPLICATE_WINDOW_S,
+            max_age=settings.log_keep_s))
         leases = await js.create_key_value(KeyValueConfig(
             bucket=f"{name}-leases", ttl=settings.lease_ttl_s, history=1,
             replicas=settings.replicas))
