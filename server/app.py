@@ -184,7 +184,8 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
             ingestor = Ingestor(settings, held, clock, **counters)
         metrics.watch_queues(lambda: [(s.index, s.queue_depth) for s in app.shards])
         admin = AdminActions(app.shards, app.reload, clock.now_ms,
-                             lambda: app.engine.rules.descriptions)
+                             lambda: app.engine.rules.descriptions,
+                             broadcast=app.cluster.broadcast if app.cluster else None)
         app.ingestor = ingestor
         app.grpc_port = await _start_grpc(stack, settings, ingestor, admin)
         app.signer = LinkSigner(link_secret(settings.server.link_secret, data_dir))

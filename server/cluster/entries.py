@@ -8,7 +8,10 @@ Kinds (`kind`):
          anonymous history into the user (or notes the device as the user's), then passes the
          batch on to the user's shard with that history;
   USER   a batch or engine events for the user `key`, on that user's shard; `merge` is an
-         anonymous device's engine state to fold in first.
+         anonymous device's engine state to fold in first;
+  OP     an operator's call for every shard: `key` is erase, suppress or unsuppress, `device`
+         its argument (who, or the address). Through the log, a replay after a restore from
+         an older snapshot repeats it, so an erased user never comes back.
 
 A batch entry keeps the wire batch as received (`batch`); its owner decodes it again with the
 same receipt time `at_ms`, which gives the same events, and applies it as of `at_ms`, so a
@@ -26,10 +29,10 @@ import msgpack
 from server.engine import Event
 from server.errors import PulsewireError
 
-__all__ = ["ANON", "CLAIM", "USER", "InvalidEntry", "LogEntry"]
+__all__ = ["ANON", "CLAIM", "OP", "USER", "InvalidEntry", "LogEntry"]
 
-ANON, CLAIM, USER = "anon", "claim", "user"
-_KINDS = {ANON: 0, CLAIM: 1, USER: 2}
+ANON, CLAIM, USER, OP = "anon", "claim", "user", "op"
+_KINDS = {ANON: 0, CLAIM: 1, USER: 2, OP: 3}
 _NAMES = {number: name for name, number in _KINDS.items()}
 
 
@@ -53,8 +56,9 @@ class LogEntry:
         return f"d:{self.device}"
 
     def msg_id(self, hop: str) -> str:
-        """JetStream's duplicate-window id: the same batch published twice is stored once."""
-        return f"{hop}.{self.device}.{self.seq}" if self.device else ""
+        """JetStream's duplicate-window id: the same batch published twice is stored once
+        (the window is the stream's, so an operator's call, sent to every subject, has none)."""
+        return f"{hop}.{self.device}.{self.seq}" if self.device and self.kind != OP else ""
 
     def passed_on(self, key: str, merge: bytes | None) -> LogEntry:
         """This entry as it goes on to user `key`'s shard."""

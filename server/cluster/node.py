@@ -24,7 +24,7 @@ from server.clock import Clock
 from server.cluster.jetstream import JetStreamLog
 from server.cluster.leases import Leases
 from server.cluster.owner import ShardOwner
-from server.cluster.publish import LogIngestor, publish_events
+from server.cluster.publish import LogIngestor, publish_events, publish_op
 from server.cluster.send_claims import SendClaims
 from server.cluster.snapshots import Snapshots, file_position
 from server.config import Settings
@@ -276,6 +276,11 @@ class Cluster(ClusterNode):
                              device: str = "", seq: int = 0) -> None:
         await publish_events(self._log, self._settings.server.shards, user_key, events,
                              at_ms=at_ms, device=device, seq=seq)
+
+    async def broadcast(self, call: str, argument: str) -> None:
+        """An operator's erase or suppress, to every shard through the log."""
+        await publish_op(self._log, self._settings.server.shards, call, argument,
+                         at_ms=self._clock.now_ms())
 
 
 @asynccontextmanager

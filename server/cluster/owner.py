@@ -28,11 +28,13 @@ from nats.errors import TimeoutError as NatsTimeout
 
 from collector.gen.pulsewire.v1 import batch_pb2
 from server.clock import Clock
-from server.cluster.entries import ANON, CLAIM, InvalidEntry, LogEntry
+from server.cluster.entries import ANON, CLAIM, OP, InvalidEntry, LogEntry
 from server.cluster.jetstream import JetStreamLog
+from server.cluster.publish import publish_op
 from server.config import Settings
 from server.engine import Event
 from server.errors import PulsewireError, Unavailable
+from server.rpc.admin import AdminActions
 from server.rpc.batches import decode_batch
 from server.storage.router import shard_of
 from server.storage.shard import Identity, Shard
@@ -149,7 +151,11 @@ class ShardOwner:
 
     async def _route(self, entry: LogEntry, position: int,
                      queued: list[asyncio.Future[Any]]) -> None:
-        if entry.kind == ANON:
+        if entry.kind == OP:
+            await asyncio.gather(*queued)  # what came before the call is in the file first
+            await self._operate(entry)
+            queued.append(self.shard.enqueue_position(position))
+        elif entry.kind == ANON:
             owner = await self._alias(entry.device_key)
             await self._to(owner or entry.key, entry, None, position, queued)
         elif entry.kind == CLAIM:
@@ -197,6 +203,24 @@ class ShardOwner:
         if not rows:
             return event
         return event._replace(props={**event.props, "sequence": rows[0][0], "step": rows[0][1]})
+
+    async def _operate(self, entry: LogEntry) -> None:
+        """An operator's call on this shard, as the embedded server does it on all of them. An
+        erase by address or id that finds users here is sent on by their keys, so the other
+        shards remove the users' aliases and dedup keys too."""
+        actions = AdminActions([self.shard], lambda: [], self._clock.now_ms)
+        if entry.key in ("suppress", "unsuppress"):
+            await actions.suppress(entry.device, entry.key == "suppress")
+        elif entry.key == "erase":
+            found = [row[0] for _, row in await actions.find_users(entry.device)]
+            await actions.erase(entry.device)
+            self._aliases.clear()
+            for key in found:
+                if key != entry.device:
+                    await publish_op(self._log, self._count, "erase", key,
+                                     at_ms=entry.at_ms, skip=self.shard.index)
+        else:
+            raise InvalidEntry(f"unknown operator call {entry.key!r}")
 
     async def _alias(self, device_key: str) -> str | None:
         if device_key not in self._aliases:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from collector.gen.pulsewire.v1 import batch_pb2
-from server.cluster.entries import ANON, CLAIM, USER, LogEntry
+from server.cluster.entries import ANON, CLAIM, OP, USER, LogEntry
 from server.cluster.jetstream import JetStreamLog
 from server.engine import Event
 from server.rpc.batches import DecodedBatch
@@ -15,7 +15,7 @@ from server.rpc.ingest import Ingestor
 from server.storage.router import shard_of
 from server.storage.shard import IngestResult
 
-__all__ = ["LogIngestor", "publish_events"]
+__all__ = ["LogIngestor", "publish_events", "publish_op"]
 
 
 class LogIngestor(Ingestor):
@@ -41,3 +41,12 @@ async def publish_events(log: JetStreamLog, shard_count: int, user_key: str,
     """Engine events for a user (an open, a click, a bounce) onto the user's shard."""
     entry = LogEntry(USER, user_key, at_ms, device, seq, events=tuple(events))
     await log.publish(shard_of(user_key, shard_count), entry, "e")
+
+
+async def publish_op(log: JetStreamLog, shard_count: int, op: str, argument: str, *,
+                     at_ms: int, skip: int = -1) -> None:
+    """An operator's call (erase, suppress, unsuppress) onto every shard's subject but `skip`."""
+    entry = LogEntry(OP, op, at_ms, argument)
+    for shard in range(shard_count):
+        if shard != skip:
+            await log.publish(shard, entry, "op")

@@ -29,8 +29,12 @@ class AdminActions:
 
     def __init__(self, shards: Shards, reload: Callable[[], list[str]],
                  now_ms: Callable[[], int],
-                 signal_names: Callable[[], Mapping[str, str]] = dict) -> None:
+                 signal_names: Callable[[], Mapping[str, str]] = dict,
+                 broadcast: Callable[[str, str], Awaitable[None]] | None = None) -> None:
+        """`broadcast(call, argument)`: the distributed mode's way to every shard (through the
+        log); then suppress and erase return once it is durable, before it is applied."""
         self.shards = shards
+        self.broadcast = broadcast
         self.reload = reload
         self.now_ms = now_ms
         self.signal_names = signal_names  # tracker id -> description, of the running set
@@ -80,6 +84,9 @@ class AdminActions:
 
     async def suppress(self, email: str, suppressed: bool) -> None:
         address, now = email.strip().lower(), self.now_ms()
+        if self.broadcast is not None:
+            await self.broadcast("suppress" if suppressed else "unsuppress", address)
+            return
         for shard in self.shards:
             async def write(db: Any, shard: Shard = shard) -> None:
                 if suppressed:
@@ -94,6 +101,10 @@ class AdminActions:
             await shard.ingest(key, events)
 
     async def erase(self, who: str) -> int:
+        """Rows removed (0 in the distributed mode, where every shard's owner does it)."""
+        if self.broadcast is not None:
+            await self.broadcast("erase", who)
+            return 0
         found = await self.find_users(who)
         keys = [row[0] for _, row in found] or [who]
         emails = [row[1] for _, row in found if row[1]] + ([who] if "@" in who else [])

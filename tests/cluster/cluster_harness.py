@@ -20,6 +20,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 SITE_KEY, SITE_SECRET = "demo", "test-secret"
+OPERATOR_TOKEN = "operator-token-for-tests"
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
 
@@ -75,6 +76,7 @@ def node_config(tmp: Path, name: str, nats_url: str, smtp_port: int, sequences: 
         http_listen = "127.0.0.1:0"
         data_dir = "{tmp / name}"
         shards = {shards}
+        operator_token = "{OPERATOR_TOKEN}"
         [sequences]
         dir = "{sequences}"
         [templates]

@@ -9,13 +9,14 @@ import time
 from pathlib import Path
 
 import grpc
-from cluster_harness import NatsServer, Node, node_config, wait_for
+from cluster_harness import OPERATOR_TOKEN, NatsServer, Node, node_config, wait_for
 from harness import BatchBuilder, write_sequences, write_templates
 
+from collector.gen.pulsewire.v1 import admin_pb2
 from server.backtest.replay import replay_history
 from server.engine import Engine, compile_rules
 from server.mail.mailcatcher import MailCatcher
-from server.rpc.gen.pulsewire.v1 import ingest_pb2_grpc
+from server.rpc.gen.pulsewire.v1 import admin_pb2_grpc, ingest_pb2_grpc
 from server.sequences import load_paths
 from server.storage.router import shard_of
 
@@ -96,12 +97,38 @@ def test_two_nodes_route_to_owners_and_match_the_backtest(tmp_path: Path) -> Non
                 assert len(recipients) == len(expected)
                 ids = {dict(m.headers).get("Message-ID") for m in catcher.messages}
                 assert len(ids) == len(expected)
+                await _erase_everywhere(nodes)
             finally:  # in threads: the mail catcher on this loop answers their goodbyes
                 for node in nodes:
                     await asyncio.to_thread(node.stop)
                 nats.stop()
 
     asyncio.run(scenario())
+
+
+async def _erase_everywhere(nodes: list[Node]) -> None:
+    """An erase by address, asked of the node that does not hold the user, reaches the user's
+    shard, and the device's alias on the device's shard."""
+    user, device = "u:user-005", "d:device-005"
+    user_node = next(n for n in nodes if shard_of(user, 8) in OWNERS[n.name])
+    device_node = next(n for n in nodes if shard_of(device, 8) in OWNERS[n.name])
+    asked = next(n for n in nodes if n is not user_node)
+    assert user_node.shard_rows(shard_of(user, 8), "SELECT key FROM users"
+                                           " WHERE key = ?", (user,))
+    assert device_node.shard_rows(shard_of(device, 8), "SELECT alias FROM aliases"
+                                  " WHERE alias = ?", (device,))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{asked.grpc_port}") as channel:
+        await admin_pb2_grpc.AdminStub(channel).EraseUser(
+            admin_pb2.EraseUserRequest(user="user005@example.com"),
+            metadata=[("authorization", f"Bearer {OPERATOR_TOKEN}")], timeout=10)
+
+    def gone() -> bool:
+        return not any(user_node.shard_rows(shard_of(user, 8), query, (user,)) for query in (
+            "SELECT key FROM users WHERE key = ?", "SELECT id FROM outbox WHERE user_key = ?",
+            "SELECT id FROM send_log WHERE user_key = ?")) and not device_node.shard_rows(
+            shard_of(device, 8), "SELECT alias FROM aliases WHERE key = ?", (user,))
+
+    await wait_for(gone, 10, "the erased user's rows are gone from every shard")
 
 
 def _now_ms() -> int:
