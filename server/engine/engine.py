@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from server.engine.actions import Action, Entered, Exited, Send, Suppressed
@@ -31,11 +31,14 @@ from server.engine.quiet_hours import quiet_until_ms
 from server.engine.rules import (
     EXIT,
     NEXT,
+    NO_STAMPS,
     USER_KEY,
     BranchRule,
     ConditionRule,
+    EventPlan,
     ExitStepRule,
     Rules,
+    SegmentRules,
     SendRule,
     SequenceRules,
     StepRule,
@@ -70,11 +73,13 @@ class _Pass:
     def __init__(self, state: UserState) -> None:
         self.state = state
         self.out: list[Action] = []
-        self.emitted: deque[tuple[Event, int]] = deque()
+        self.emitted: deque[tuple[Event, int]] | None = None  # made by the first emit
         self.depth = 0
 
 
 class Engine:
+    __slots__ = ("rules", "unknown_users_mailable")
+
     def __init__(self, rules: Rules, *, unknown_users_mailable: bool = False) -> None:
         """`unknown_users_mailable`: mail users who never identified with a verified email
         (backtests assume so; a live server must not)."""
@@ -90,16 +95,19 @@ class Engine:
 
     def receive(self, state: UserState, event: Event) -> list[Action]:
         plan = self.rules.plans.get(event.name)
-        due = self.next_deadline(state)
-        if plan is None and (due is None or due >= event.at_ms):
-            if event.tz:  # the only thing such an event can change
+        due = self.next_deadline(state) if state.instances or state.inactive_due_ms else None
+        if (plan is None or plan.signals_only) and (due is None or due >= event.at_ms):
+            if event.tz:  # with the signals, the only thing such an event can change
                 state.tz = event.tz
+            if plan is not None and plan.trackers:
+                self._track(state, plan, event.props, event.at_ms)
             return []
         p = _Pass(state)
         if due is not None and due < event.at_ms:
             self._fire_due(p, event.at_ms, inclusive=False)
-        self._apply(p, event)
-        self._drain(p)
+        self._apply(p, event, plan)
+        if p.emitted:
+            self._drain(p)
         return p.out
 
     def advance(self, state: UserState, now_ms: int) -> list[Action]:
@@ -190,53 +198,71 @@ class Engine:
     # ---- events -------------------------------------------------------------------------------
 
     def _drain(self, p: _Pass) -> None:
-        while p.emitted:
-            event, depth = p.emitted.popleft()
+        emitted = p.emitted
+        while emitted:
+            event, depth = emitted.popleft()
             p.depth = depth
-            self._apply(p, event)
+            self._apply(p, event, self.rules.plans.get(event.name))
         p.depth = 0
 
     def _emit(self, p: _Pass, event: Event) -> None:
         if p.depth < MAX_CHAIN:
+            if p.emitted is None:
+                p.emitted = deque()
             p.emitted.append((event, p.depth + 1))
 
-    def _apply(self, p: _Pass, ev: Event) -> None:
+    def _apply(self, p: _Pass, ev: Event, plan: EventPlan | None) -> None:
+        """Apply one event whose plan (`rules.plans.get(ev.name)`) the caller looked up."""
         state, t = p.state, ev.at_ms
         if ev.tz:
             state.tz = ev.tz
-        plan = self.rules.plans.get(ev.name)
         if plan is None:
             return
-        self._note_mailability(state, ev)
-        was_member = [self._member(state, seg.name, t) for seg in plan.segments] \
-            if plan.segments else []
-        for tracker in plan.trackers:
-            if tracker.match(ev.props):
-                stamps = state.signals.setdefault(tracker.id, [])
-                stamps.append(t)
-                cutoff = t - tracker.horizon_ms
-                while stamps and (len(stamps) > tracker.keep or stamps[0] <= cutoff):
-                    stamps.pop(0)
+        props = ev.props
+        if plan.mailability:
+            self._note_mailability(state, ev)
+        joined = self._track(state, plan, props, t) if plan.trackers else ()
         for seq in plan.arms:
             assert seq.inactivity is not None
             state.inactive_due_ms[seq.id] = t + seq.inactivity[1]
         for seq in plan.cancels:
             state.inactive_due_ms.pop(seq.id, None)
-        if plan.exits and state.instances:
-            self._exit_on(p, ev, plan.exits)
-        if plan.awaited and state.instances:
-            self._awaited(p, ev)
+        if state.instances:
+            if plan.exits:
+                self._exit_on(p, ev, plan.exits)
+            if plan.awaited and state.instances:
+                self._awaited(p, ev)
         for seq in plan.entries:
-            if seq.entry_match(ev.props) and all(
-                self._holds(state, c, ev.props, t) for c in seq.entry_conditions
-            ):
-                key = "" if seq.key == USER_KEY else key_text(ev.props.get(seq.key))
+            if seq.entry_match(props) and (
+                    not seq.entry_conditions
+                    or self._all_hold(state, seq.entry_conditions, props, t)):
+                key = "" if seq.key == USER_KEY else key_text(props.get(seq.key))
                 if key is not None:
-                    self._try_enter(p, seq, key, ev.props, t)
-        for seg, was in zip(plan.segments, was_member, strict=True):
-            if not was and self._member(state, seg.name, t):
-                for seq in self.rules.entries_by_segment.get(seg.name, ()):
-                    self._try_enter(p, seq, "", seg.vars, t)
+                    self._try_enter(p, seq, key, props, t)
+        for seg in joined:
+            for seq in self.rules.entries_by_segment[seg.name]:
+                self._try_enter(p, seq, "", seg.vars, t)
+
+    @staticmethod
+    def _track(state: UserState, plan: EventPlan, props: Mapping[str, Any],
+               t: int) -> Sequence[SegmentRules]:
+        """Record the event in the signals it matches; return the segments the user joins by it.
+
+        Only signals change segment membership, and only the segments a matching tracker feeds
+        can change, so membership is read only when such a tracker matches: before its first
+        timestamp goes in (trackers of other segments cannot change it), and after the last."""
+        signals = state.signals
+        watched = plan.watched
+        rising: list[SegmentRules] | None = None
+        for tracker in plan.trackers:
+            if not tracker.match(props):
+                continue
+            if rising is None and tracker.id in watched:
+                rising = [seg for seg in plan.segments if not seg.holds(signals, t)]
+            tracker.record(signals, t)
+        if not rising:
+            return ()
+        return [seg for seg in rising if seg.holds(signals, t)]
 
     def _note_mailability(self, state: UserState, ev: Event) -> None:
         if ev.name == "identify" and state.block not in ("unsubscribed", "bounced"):
@@ -324,7 +350,7 @@ class Engine:
                 inst.due_ms = t + step.timeout_ms
                 return
             elif isinstance(step, BranchRule):
-                taken = all(self._holds(p.state, c, inst.entry, t) for c in step.conditions)
+                taken = self._all_hold(p.state, step.conditions, inst.entry, t)
                 target = step.then if taken else step.else_
                 if target == EXIT:
                     self._end(p, inst, t, "exit")
@@ -376,24 +402,27 @@ class Engine:
 
     # ---- conditions ---------------------------------------------------------------------------
 
+    def _all_hold(self, state: UserState, conds: tuple[ConditionRule, ...],
+                  entry: Mapping[str, Any], t: int) -> bool:
+        return all(self._holds(state, cond, entry, t) for cond in conds)
+
     def _holds(self, state: UserState, cond: ConditionRule, entry: Mapping[str, Any],
                t: int) -> bool:
-        if cond.signal is not None:
-            return cond.signal.holds(state.signals.get(cond.signal.tracker, []), t)
+        signal = cond.signal
+        if signal is not None:
+            return signal.holds(state.signals.get(signal.tracker, NO_STAMPS), t)
         if cond.segment is not None:
             return self._member(state, cond.segment, t)
         return cond.entry_match is not None and cond.entry_match(entry)
 
     def _member(self, state: UserState, segment: str, t: int) -> bool:
         seg = self.rules.segments.get(segment)
-        return seg is not None and all(
-            trig.holds(state.signals.get(trig.tracker, []), t) for trig in seg.triggers
-        )
+        return seg is not None and seg.holds(state.signals, t)
 
     def _segment_vars(self, state: UserState, t: int) -> dict[str, Any]:
         merged: dict[str, Any] = {}
         for seg in self.rules.segments.values():
-            if seg.vars and self._member(state, seg.name, t):
+            if seg.vars and seg.holds(state.signals, t):
                 merged.update(seg.vars)
         return merged
 

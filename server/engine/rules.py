@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from server.engine.matching import Predicate, compile_where
@@ -58,6 +58,8 @@ DEFAULT_TIMEOUT_EMITS = {
 }
 EXIT, NEXT = -1, -2  # step targets besides a step index
 USER_KEY = "user"
+MAILABILITY_EVENTS = ("identify", "unsubscribe", "email_bounce", "resubscribe")
+NO_STAMPS: list[int] = []  # read only: the timestamps of a tracker that has seen nothing yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,18 @@ class Tracker:
     keep: int
     horizon_ms: int  # older timestamps can no longer make any condition hold
     description: str  # the event and its filter, for people
+
+    def record(self, signals: dict[str, list[int]], at_ms: int) -> None:
+        """Note a matching event at `at_ms`: keep the last `keep` stamps within the horizon."""
+        stamps = signals.get(self.id)
+        if stamps is None:
+            stamps = signals[self.id] = []
+        stamps.append(at_ms)
+        if len(stamps) > self.keep:
+            del stamps[:len(stamps) - self.keep]
+        cutoff = at_ms - self.horizon_ms
+        while stamps and stamps[0] <= cutoff:
+            del stamps[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +190,13 @@ class SegmentRules:
     triggers: tuple[SignalRule, ...]
     vars: Mapping[str, Any]
 
+    def holds(self, signals: Mapping[str, list[int]], now_ms: int) -> bool:
+        """Whether a user with these signals is a member at `now_ms`."""
+        for trigger in self.triggers:
+            if not trigger.holds(signals.get(trigger.tracker, NO_STAMPS), now_ms):
+                return False
+        return True
+
 
 @dataclass(frozen=True, slots=True)
 class EventPlan:
@@ -185,9 +206,19 @@ class EventPlan:
     entries: tuple[SequenceRules, ...] = ()
     exits: frozenset[str] = frozenset()  # ids of sequences whose exit_on names the event
     awaited: bool = False  # some wait_for listens for it
-    segments: tuple[SegmentRules, ...] = ()  # segments with a trigger on it
+    # Segments with a trigger on it that some sequence enters on: the only ones whose joining
+    # by this event can start anything. Membership of the others is read where it is needed.
+    segments: tuple[SegmentRules, ...] = ()
+    watched: frozenset[str] = frozenset()  # ids of the trackers that feed those segments
     arms: tuple[SequenceRules, ...] = ()  # inactivity entries it (re)starts the clock of
     cancels: tuple[SequenceRules, ...] = ()  # inactivity entries it ends the wait of
+    mailability: bool = False  # it can change whether the user can be mailed
+    signals_only: bool = field(init=False)  # it feeds signals and nothing else: decides nothing
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "signals_only", not (
+            self.entries or self.exits or self.awaited or self.segments or self.arms
+            or self.cancels or self.mailability))
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +309,10 @@ def compile_rules(sequence_set: SequenceSet) -> Rules:
 
     for tracker in trackers:
         add(tracker.event, "trackers", tracker)
+    entries_by_segment = _group(ordered, lambda s: [s.entry_segment] if s.entry_segment else [])
     for seg in segments.values():
+        if seg.name not in entries_by_segment:
+            continue
         for event in sorted({events_of[t.tracker] for t in seg.triggers}):
             add(event, "segments", seg)
     for seq in ordered:
@@ -292,7 +326,7 @@ def compile_rules(sequence_set: SequenceSet) -> Rules:
         if seq.inactivity:
             add(seq.inactivity[2], "arms", seq)
             add(seq.inactivity[0], "cancels", seq)
-    for event in ("identify", "unsubscribe", "email_bounce", "resubscribe"):  # mailability
+    for event in MAILABILITY_EVENTS:
         parts.setdefault(event, {})
     plans = {
         event: EventPlan(
@@ -301,8 +335,11 @@ def compile_rules(sequence_set: SequenceSet) -> Rules:
             exits=frozenset(found.get("exits", ())),
             awaited=bool(found.get("awaited", False)),
             segments=tuple(found.get("segments", ())),
+            watched=frozenset(trigger.tracker for seg in found.get("segments", ())
+                              for trigger in seg.triggers),
             arms=tuple(found.get("arms", ())),
             cancels=tuple(found.get("cancels", ())),
+            mailability=event in MAILABILITY_EVENTS,
         )
         for event, found in parts.items()
     }
@@ -310,7 +347,7 @@ def compile_rules(sequence_set: SequenceSet) -> Rules:
         sequences=sequences,
         segments=segments,
         plans=plans,
-        entries_by_segment=_group(ordered, lambda s: [s.entry_segment] if s.entry_segment else []),
+        entries_by_segment=entries_by_segment,
         horizons_ms={t.id: t.horizon_ms for t in trackers},
         descriptions={t.id: t.description for t in trackers},
         keeps={t.id: t.keep for t in trackers},
