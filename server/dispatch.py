@@ -23,6 +23,7 @@ to the user through the log (`apply_events`), like every other change to a user.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -34,7 +35,7 @@ import aiosqlite
 from server.clock import Clock
 from server.config import Settings
 from server.engine import Event
-from server.errors import PulsewireError, Unavailable
+from server.errors import PulsewireError, ShardClosed, Unavailable
 from server.mail.links import LinkBuilder
 from server.mail.message import DkimSigner, build_message
 from server.mail.render import Templates, send_context
@@ -105,26 +106,41 @@ class Dispatcher:
 
     async def _scan(self) -> None:
         while True:
-            self._wake.clear()
-            self._finished.clear()  # rows finished from here on may still show in this scan
-            now = self._clock.now_ms()
-            found = 0
-            for shard in self._shards:
-                for row in await shard.due_outbox(now, BATCH):
-                    key = (row.shard, row.id)
-                    if key not in self._in_flight and key not in self._finished:
-                        self._in_flight.add((row.shard, row.id))
-                        self._queue.put_nowait(row)
-                        found += 1
-            if found:
+            try:
+                await self._scan_once()
+            except Exception:  # the scan must outlive any one failure, or nothing is sent
+                log.exception("dispatch: scanning the outboxes failed; again in a second")
+                await asyncio.sleep(1.0)
+
+    async def _scan_once(self) -> None:
+        self._wake.clear()
+        self._finished.clear()  # rows finished from here on may still show in this scan
+        now = self._clock.now_ms()
+        found = 0
+        for shard in self._shards:
+            try:
+                rows = await shard.due_outbox(now, BATCH)
+            except ShardClosed:  # handed to another node mid-scan: its outbox goes with it
                 continue
-            if self._in_flight:  # a worker finishing wakes the scan (its row may be retried)
-                await self._wake.wait()
-                continue
-            await self._sleep_until_next(now)
+            for row in rows:
+                key = (row.shard, row.id)
+                if key not in self._in_flight and key not in self._finished:
+                    self._in_flight.add((row.shard, row.id))
+                    self._queue.put_nowait(row)
+                    found += 1
+        if found:
+            return
+        if self._in_flight:  # a worker finishing wakes the scan (its row may be retried)
+            await self._wake.wait()
+            return
+        await self._sleep_until_next(now)
 
     async def _sleep_until_next(self, now: int) -> None:
-        dues = [d for s in self._shards if (d := await s.next_outbox_due()) is not None]
+        dues = []
+        for shard in self._shards:
+            with contextlib.suppress(ShardClosed):
+                if (due := await shard.next_outbox_due()) is not None:
+                    dues.append(due)
         waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wake.wait())]
         if dues:
             waits.append(asyncio.ensure_future(self._clock.sleep_until(max(min(dues), now + 1))))
@@ -141,6 +157,8 @@ class Dispatcher:
             row = await self._queue.get()
             try:
                 await self._deliver(sender, row)
+            except ShardClosed:
+                log.info("outbox row %d: its shard went to another node", row.id)
             except Exception:
                 log.exception("dispatch of outbox row %d failed", row.id)
             finally:

@@ -28,20 +28,25 @@ class _QueueDepth(Collector):
 
 
 class _LogPositions(Collector):
-    def __init__(self, positions: Callable[[], Iterable[tuple[int, int, bool]]]) -> None:
+    def __init__(self, positions: Callable[[], Iterable[tuple[int, int, int, bool]]]) -> None:
         self._positions = positions
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         applied = GaugeMetricFamily("pulsewire_shard_log_position",
                                     "Last log sequence applied, per shard held here",
                                     labels=["shard"])
+        pending = GaugeMetricFamily("pulsewire_shard_log_pending",
+                                    "Log entries JetStream held for a shard at its last fetch",
+                                    labels=["shard"])
         caught_up = GaugeMetricFamily("pulsewire_shard_caught_up",
-                                      "1 once a held shard has replayed its log backlog",
-                                      labels=["shard"])
-        for shard, position, done in self._positions():
+                                      "1 once a held shard has replayed the backlog it was"
+                                      " taken with", labels=["shard"])
+        for shard, position, waiting, done in self._positions():
             applied.add_metric([str(shard)], position)
+            pending.add_metric([str(shard)], waiting)
             caught_up.add_metric([str(shard)], int(done))
         yield applied
+        yield pending
         yield caught_up
 
 
@@ -79,7 +84,8 @@ class Metrics:
     def watch_queues(self, depths: Callable[[], Iterable[tuple[int, int]]]) -> None:
         self.registry.register(_QueueDepth(depths))
 
-    def watch_log(self, positions: Callable[[], Iterable[tuple[int, int, bool]]]) -> None:
+    def watch_log(self,
+                  positions: Callable[[], Iterable[tuple[int, int, int, bool]]]) -> None:
         """Distributed mode: the log position and catch-up of each shard held here."""
         self.registry.register(_LogPositions(positions))
 

@@ -55,6 +55,7 @@ class JetStreamLog:
     leases: KeyValue
     sent: KeyValue
     snapshots: ObjectStore
+    _made: int = 0  # consumers made by this process
 
     @classmethod
     async def connect(cls, settings: ClusterSettings) -> JetStreamLog:
@@ -99,9 +100,14 @@ class JetStreamLog:
     async def consumer(self, shard: int, after: int) -> JetStreamContext.PullSubscription:
         """Shard `shard`'s durable consumer, made anew to deliver from sequence `after` + 1:
         the shard file's own position is the truth of what was applied."""
-        durable = f"shard-{shard}"
-        with contextlib.suppress(NotFoundError):
-            await self.js.delete_consumer(self.settings.stream, durable)
+        # One consumer per holding: a holder that lost its lease and has not noticed yet pulls
+        # from its own (deleted) consumer, never from its successor's.
+        self._made += 1
+        durable = f"shard-{shard}-{self.settings.node}-{self._made}"
+        for info in await self.js.consumers_info(self.settings.stream):
+            if (info.name or "").startswith(f"shard-{shard}-"):
+                with contextlib.suppress(NotFoundError):
+                    await self.js.delete_consumer(self.settings.stream, info.name or "")
         start: dict[str, Any] = ({"deliver_policy": DeliverPolicy.BY_START_SEQUENCE,
                                   "opt_start_seq": after + 1} if after
                                  else {"deliver_policy": DeliverPolicy.ALL})

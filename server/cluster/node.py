@@ -87,9 +87,9 @@ class ClusterNode:
         self._leases = Leases(log_.leases, self.node)
         self._snapshots = Snapshots(log_.snapshots)
         self._saved: dict[int, int] = {}  # shard -> position of the last snapshot saved here
-        self._snapshot_due = 0.0
         self._up_since = 0.0
         self._tasks: list[asyncio.Task[None]] = []
+        self._side_tasks: set[asyncio.Future[None]] = set()
         self._stopping = False
         self.caught_up: set[int] = set()
 
@@ -99,11 +99,17 @@ class ClusterNode:
 
     async def start(self) -> None:
         self._up_since = time.monotonic()
-        self._snapshot_due = self._up_since + self._cluster.snapshot_every_s
         await self._leases.take(self._presence(self.node))
-        await self._tick()
-        self._tasks = [asyncio.create_task(self._loop(), name="cluster-node"),
-                       asyncio.create_task(self._watermark_loop(), name="cluster-watermarks")]
+        await self._place()
+        # Renewing never waits behind taking a shard, a snapshot upload or a watermark.
+        self._tasks = [
+            asyncio.create_task(self._every(self.tick_s, self._renew), name="cluster-leases"),
+            asyncio.create_task(self._every(self.tick_s, self._place), name="cluster-placing"),
+            asyncio.create_task(self._every(self._cluster.snapshot_every_s, self._snapshot_all),
+                                name="cluster-snapshots"),
+            asyncio.create_task(self._every(WATERMARK_EVERY_S, self._share_watermarks),
+                                name="cluster-watermarks"),
+        ]
 
     async def stop(self) -> None:
         self._stopping = True
@@ -115,40 +121,41 @@ class ClusterNode:
             await self._release(index)
         await self._leases.give_up(self._presence(self.node))
 
-    def positions(self) -> list[tuple[int, int, bool]]:
-        """(shard, last applied log position, caught up) for each shard held here."""
-        return [(i, owner.applied, i in self.caught_up) for i, owner in
+    def positions(self) -> list[tuple[int, int, int, bool]]:
+        """(shard, last applied log position, entries pending, caught up) per shard held."""
+        return [(i, owner.applied, owner.pending, i in self.caught_up) for i, owner in
                 sorted(self._owners.items())]
 
-    # ---- the loop ---------------------------------------------------------------------------
+    # ---- the loops ----------------------------------------------------------------------------
 
-    async def _loop(self) -> None:
+    async def _every(self, period_s: float, step: Callable[[], Awaitable[None]]) -> None:
         while not self._stopping:
-            await asyncio.sleep(self.tick_s)
+            await asyncio.sleep(period_s)
             try:
-                await self._tick()
-                if time.monotonic() >= self._snapshot_due:
-                    self._snapshot_due = time.monotonic() + self._cluster.snapshot_every_s
-                    await self._snapshot_all()
+                await step()
             except Unavailable as err:
                 log.warning("cluster: %s", err)
             except Exception:
-                log.exception("cluster: tick failed")
+                log.exception("cluster: %s failed", step.__name__)
 
-    async def _watermark_loop(self) -> None:
+    async def _renew(self) -> None:
+        if not await self._leases.keep(self._presence(self.node)):
+            await self._leases.take(self._presence(self.node))
+        for index in list(self._owners):
+            if not await self._leases.keep(self._lease(index)):
+                log.warning("cluster: %s lost its lease on shard %d; dropping it", self.node,
+                            index)
+                self._background(self._drop(index))
+
+    def _background(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def _share_watermarks(self) -> None:
         """Timers wait for the cluster: a timer due at D fires once every shard's owner has
         passed on all it holds that was accepted before D (a purchase accepted in time on
         another node, still on its way through a device's shard, must count)."""
-        while not self._stopping:
-            await asyncio.sleep(WATERMARK_EVERY_S)
-            try:
-                await self._share_watermarks()
-            except Unavailable:
-                pass
-            except Exception:
-                log.exception("cluster: watermarks failed")
-
-    async def _share_watermarks(self) -> None:
         for index, owner in list(self._owners.items()):
             if owner.clear_ms:
                 await self._leases.put(f"clear.{index}", str(owner.clear_ms))
@@ -161,14 +168,7 @@ class ClusterNode:
         for owner in list(self._owners.values()):
             owner.offer(read_ms, floor)
 
-    async def _tick(self) -> None:
-        if not await self._leases.keep(self._presence(self.node)):
-            await self._leases.take(self._presence(self.node))
-        for index in list(self._owners):
-            if not await self._leases.keep(self._lease(index)):
-                log.warning("cluster: %s lost its lease on shard %d; dropping it", self.node,
-                            index)
-                await self._drop(index)
+    async def _place(self) -> None:
         count = self._settings.server.shards
         nodes = [node for node, _ in self._cluster.owners]
         live = await self._leases.holders([self._lease(i) for i in range(count)]
@@ -206,6 +206,9 @@ class ClusterNode:
         self._owners[index] = owner
         self.shards.hold(shard)
         owner.start()
+        if not await self._leases.keep(self._lease(index)):  # lapsed while it was being opened
+            await self._drop(index)
+            return
         log.warning("cluster: %s took shard %d%s at log position %d (%.0f ms)", self.node,
                     index, "" if preferred == self.node else f" from {preferred}",
                     max(position, 0), (time.monotonic() - started) * 1000)

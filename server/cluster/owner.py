@@ -44,6 +44,7 @@ __all__ = ["ShardOwner"]
 log = logging.getLogger("pulsewire.cluster")
 FETCH = 256
 FETCH_WAIT_S = 0.1
+STOP_WAIT_S = 4.0
 _FEEDBACK = ("email_open", "email_click")
 
 
@@ -58,6 +59,8 @@ class ShardOwner:
         self._aliases: dict[str, str | None] = {}
         self._on_caught_up = on_caught_up
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.pending = 0  # entries JetStream still held for this shard at the last fetch
         self.applied = 0  # the last position applied (committed)
         # Everything stored on this shard's subject before `clear_ms` is applied (wall clock
         # when a fetch began that found the subject drained); 0: still replaying.
@@ -69,13 +72,19 @@ class ShardOwner:
         self._task = asyncio.create_task(self._run(), name=f"owner-{self.shard.index}")
 
     async def stop(self) -> None:
-        """Stop after the entries in hand are applied; the shard stays open."""
+        """Stop consuming (what was not committed is applied again by the next holder, from
+        the file's position); the shard stays open. Bounded: a consumer stuck on the network
+        is left to end by itself, and can apply nothing more once the shard is closed."""
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            done, _ = await asyncio.wait([self._task], timeout=STOP_WAIT_S)
+            if not done:
+                log.error("shard %d: its consumer did not stop within %.0f s", self.shard.index,
+                          STOP_WAIT_S)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._consume()
             except asyncio.CancelledError:
@@ -92,21 +101,24 @@ class ShardOwner:
         self.applied = await self.shard.log_position()
         subscription = await self._log.consumer(self.shard.index, self.applied)
         try:
-            while True:
+            while not self._stopping:
                 asked_ms = self._clock.now_ms()
                 try:
                     messages = await subscription.fetch(FETCH, timeout=FETCH_WAIT_S)
                 except (NatsTimeout, TimeoutError):
                     messages = []
                 if not messages:
+                    self.pending = 0
                     self._caught_up(asked_ms)
                     continue
                 await self._apply(messages)
                 await messages[-1].ack()
-                if messages[-1].metadata.num_pending == 0:
+                self.pending = messages[-1].metadata.num_pending
+                if self.pending == 0:
                     self._caught_up(asked_ms)
         finally:
-            await asyncio.shield(_unsubscribe(subscription))
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(_unsubscribe(subscription), STOP_WAIT_S / 2)
 
     def offer(self, read_ms: int, floor_ms: int) -> None:
         """Every shard's owner had passed on all it holds accepted before `floor_ms`, as read
