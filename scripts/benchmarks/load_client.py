@@ -6,7 +6,8 @@ while it runs, and returns what it measured. Kinds of load:
 
   sustained  `streams` Stream calls, each with `window` batches in flight, as fast as acks
              come, for `warmup_s + duration_s`; acks inside the last `duration_s` count, in
-             total and second by second.
+             total and second by second. With `more_targets` (a cluster's other nodes) the
+             streams are spread over every target in turn.
   paced      unary Send calls at `rate_batches_per_s` (open loop: a send never waits for an
              earlier ack); each call's send -> ack latency, and how far sends fell behind
              their schedule (the generator's own lateness, to tell it from the server's).
@@ -49,6 +50,7 @@ class LoadSpec:
     prefix: str = "dev"
     devices: int = 4000
     seed: int = 1
+    more_targets: tuple[str, ...] = ()  # sustained: further servers that take streams
 
 
 def run_load(spec: LoadSpec, server_pid: int) -> dict[str, Any]:
@@ -86,11 +88,16 @@ async def _sustained(spec: LoadSpec) -> dict[str, Any]:
     began, cpu = time.monotonic(), time.process_time()
     start = began + spec.warmup_s
     end = start + spec.duration_s
-    async with grpc.aio.insecure_channel(spec.target) as channel:
-        open_stream = channel.stream_stream(STREAM, response_deserializer=batch_pb2.Ack.FromString)
-        drivers = [_drive_stream(open_stream, traffic.batch, spec.window, (start, end),
-                                 tally) for _ in range(spec.streams)]
+    channels = [grpc.aio.insecure_channel(t) for t in (spec.target, *spec.more_targets)]
+    try:
+        opens = [c.stream_stream(STREAM, response_deserializer=batch_pb2.Ack.FromString)
+                 for c in channels]
+        drivers = [_drive_stream(opens[i % len(opens)], traffic.batch, spec.window,
+                                 (start, end), tally) for i in range(spec.streams)]
         await asyncio.wait_for(asyncio.gather(*drivers), spec.warmup_s + spec.duration_s + 60)
+    finally:
+        for channel in channels:
+            await channel.close()
     by_second = [tally[f"second {s}"] for s in range(int(spec.duration_s))]
     return {"events_per_s": tally["events"] / spec.duration_s, "by_second": by_second,
             **_tally(tally), "window": _wall((start, end)),

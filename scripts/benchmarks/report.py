@@ -33,6 +33,7 @@ def _at_most(key: str, floor: float) -> Floor:
 
 FLOORS = (
     _at_least("ingest_events_per_s", 100_000),
+    Floor("cluster_scaling_ratio", ">= 1.6 (goal)", lambda r: r["cluster_scaling_ratio"] >= 1.6),
     Floor("commit_p99_ms", "<= 25 at 20,000 offered",
           lambda r: r["commit_p99_ms"] <= 25 and r["commit_offered_events_per_s"] >= 19_000),
     _at_most("email_p99_ms", 100),
@@ -63,6 +64,10 @@ def _n(value: Any, unit: str = "") -> str:
     return f"{int(value):,}{unit}"
 
 
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def rows(r: Results) -> list[tuple[str, str, str, str]]:
     """(figure, measured, measured beside it, which floor key) per table row."""
     return [
@@ -74,6 +79,7 @@ def rows(r: Results) -> list[tuple[str, str, str, str]]:
          f"{_n(r.get('ingest_last_10s_events_per_s'))}; server RSS "
          f"{_n(r.get('server_rss_start_mb'))} -> {_n(r.get('server_rss_end_mb'))} MB",
          "ingest_events_per_s"),
+        *_cluster_rows(r),
         (f"event -> commit p99 at {_n(r.get('commit_offered_events_per_s'))} events/s offered "
          "(ms)", _n(r.get("commit_p99_ms")),
          f"p50 {_n(r.get('commit_p50_ms'))}; client behind schedule p99 "
@@ -103,6 +109,26 @@ def rows(r: Results) -> list[tuple[str, str, str, str]]:
         ("Pyodide boot in headless Chromium, median of cached loads (ms)",
          _n(r.get("pyodide_boot_ms")), f"first, empty cache: {_n(r.get('pyodide_boot_first_ms'))}",
          ""),
+    ]
+
+
+def _cluster_rows(r: Results) -> list[tuple[str, str, str, str]]:
+    def ingest(name: str) -> str:
+        return (f"applied {_n(r.get(f'{name}_applied_events_per_s'))}; "
+                f"{_n(r.get(f'{name}_backlog_entries_at_end'))} log entries left to apply at "
+                f"the end, applied in {_n(r.get(f'{name}_drain_s'))} s")
+
+    return [
+        (f"cluster ingest, 1 node owning 8 shards, {_n(r.get('cluster_seconds'))} s sustained "
+         "(events/s acked)", _n(r.get("cluster_1_node_events_per_s")),
+         ingest("cluster_1_node"), ""),
+        ("cluster ingest, 2 nodes owning 4 shards each, the load over both (events/s acked)",
+         _n(r.get("cluster_2_nodes_events_per_s")), ingest("cluster_2_nodes"), ""),
+        ("cluster scaling, 2 nodes over 1, acked", _ratio(r.get("cluster_scaling_ratio")),
+         f"applied: {_ratio(r.get('cluster_applied_scaling_ratio'))}", "cluster_scaling_ratio"),
+        ("cluster failover, kill -9 of 1 of 2 nodes under 10,000 events/s -> all 8 shards "
+         "caught up on the other (ms)", _n(r.get("cluster_failover_ms")),
+         f"leases lapse after {_n(r.get('cluster_failover_lease_ttl_s'))} s", ""),
     ]
 
 

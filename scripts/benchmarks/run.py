@@ -9,6 +9,8 @@ Groups, in the order they run:
              few emails to warm it, email on the idle server, sustained ingest, raw SQLite,
              commit latency, email under load, ingest against batch size
   shards     ingest against shard count (a fresh server for each count)
+  cluster    the distributed mode: ingest into 1 node and into 2 (each on a fresh nats-server),
+             failover under load (full runs only, unless named with --only)
   storage    shard bytes per user
   backtest   `pulsewire backtest` throughput
   footprint  the loader's gzipped size, Pyodide's boot in headless Chromium
@@ -29,6 +31,7 @@ from typing import Any
 
 from scripts.benchmarks import (
     backtest,
+    cluster,
     footprint,
     ingest,
     latency,
@@ -42,7 +45,8 @@ from scripts.benchmarks import (
 
 OUT = server_stack.REPO / "bench"
 COLD_EMAILS = 10
-GROUPS = ("wire", "server", "shards", "storage", "backtest", "footprint")
+GROUPS = ("wire", "server", "shards", "cluster", "storage", "backtest", "footprint")
+NOT_QUICK = ("cluster",)  # a quick run does these only when --only names them
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ def main(argv: list[str]) -> int:
     plan = QUICK if args.quick else FULL
     OUT.mkdir(exist_ok=True)
     started = time.monotonic()
-    partial = args.only if len(args.only) < len(GROUPS) else None
+    partial = args.only if args.only_named else None
     results: dict[str, Any] = {"quick": args.quick, "profiled": args.profile, "only": partial,
                                "machine": machine.facts(), "phase_s": {}}
     samples: dict[str, Any] = {}
@@ -83,6 +87,7 @@ def main(argv: list[str]) -> int:
         "wire": wire.measure,
         "server": lambda: _server(plan, args.profile, samples),
         "shards": lambda: _shards(plan, results),
+        "cluster": lambda: cluster.measure(plan.ingest_s, plan.warmup_s),
         "storage": lambda: storage.bytes_per_user(plan.storage_users),
         "backtest": lambda: _backtest(plan, args.profile),
         "footprint": lambda: {**footprint.loader(), **footprint.pyodide_boot(plan.boot_loads)},
@@ -109,13 +114,16 @@ def _arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="short phases and fewer users: under 2 minutes")
-    parser.add_argument("--only", default=",".join(GROUPS),
-                        help=f"comma-separated groups to run (default: all of {','.join(GROUPS)})")
+    parser.add_argument("--only", help=f"comma-separated groups to run (default: all of "
+                                       f"{','.join(GROUPS)}; --quick leaves out "
+                                       f"{','.join(NOT_QUICK)})")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the server during ingest (bench/server-profile.txt) and "
                              "cProfile the backtest (bench/backtest.prof); figures then suffer")
     args = parser.parse_args(argv)
-    wanted = args.only.split(",")
+    args.only_named = args.only is not None
+    default = [g for g in GROUPS if not (args.quick and g in NOT_QUICK)]
+    wanted = args.only.split(",") if args.only_named else default
     if set(wanted) - set(GROUPS):
         parser.error(f"--only takes some of {','.join(GROUPS)}")
     args.only = [g for g in GROUPS if g in wanted]

@@ -32,8 +32,8 @@ REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
 START_TIMEOUT_S = 30.0
 _GRPC_READY = re.compile(r"pulsewire: gRPC on [^:\s]+:(\d+)")
-_UNLIMITED = {"PULSEWIRE_INGEST__SITE_EVENTS_PER_S": "1e12",
-              "PULSEWIRE_INGEST__SITE_BURST_EVENTS": "1000000000000"}
+UNLIMITED = {"PULSEWIRE_INGEST__SITE_EVENTS_PER_S": "1e12",
+             "PULSEWIRE_INGEST__SITE_BURST_EVENTS": "1000000000000"}
 
 
 @dataclass(frozen=True)
@@ -53,20 +53,32 @@ def start(stack: ExitStack, tmp: Path, *, shards: int = 8, demo: bool = False,
           catalog: bool = True) -> Server:
     """`catalog=False` skips importing the example catalog (no email will be rendered)."""
     tmp.mkdir(parents=True, exist_ok=True)
-    smtp_port, mail_http, http_port = free_port(), free_port(), free_port()
-    mail = spawn(stack, ["mailcatcher", "--smtp", f"127.0.0.1:{smtp_port}",
-                         "--http", f"127.0.0.1:{mail_http}", "--store", str(tmp / "mail")],
-                 tmp / "mailcatcher")
+    http_port = free_port()
+    smtp_port, mail_http = start_mailcatcher(stack, tmp)
     config = _write_config(tmp, smtp_port, http_port, shards, demo)
     if catalog:
-        subprocess.run([sys.executable, "-m", "server.cli", "catalog", "import", "--config",
-                        str(config), str(EXAMPLES / "catalog.csv")], cwd=REPO, check=True,
-                       stdout=subprocess.DEVNULL, timeout=START_TIMEOUT_S)
+        import_catalog(config)
     server = spawn(stack, ["serve", "--config", str(config), "--log-level", "warning"],
-                   tmp / "server", env=_UNLIMITED)
-    wait_for_output(mail, tmp / "mailcatcher.out", re.compile(r"mailcatcher: SMTP on"))
+                   tmp / "server", env=UNLIMITED)
     grpc_port = int(wait_for_output(server, tmp / "server.out", _GRPC_READY).group(1))
     return Server(server.pid, grpc_port, http_port, mail_http, tmp / "data")
+
+
+def start_mailcatcher(stack: ExitStack, tmp: Path) -> tuple[int, int]:
+    """`pulsewire mailcatcher` storing into tmp/mail; its SMTP and HTTP ports once it listens."""
+    smtp_port, http_port = free_port(), free_port()
+    mail = spawn(stack, ["mailcatcher", "--smtp", f"127.0.0.1:{smtp_port}",
+                         "--http", f"127.0.0.1:{http_port}", "--store", str(tmp / "mail")],
+                 tmp / "mailcatcher")
+    wait_for_output(mail, tmp / "mailcatcher.out", re.compile(r"mailcatcher: SMTP on"))
+    return smtp_port, http_port
+
+
+def import_catalog(config: Path) -> None:
+    """The example catalog into the data dir of `config` (the templates look products up)."""
+    subprocess.run([sys.executable, "-m", "server.cli", "catalog", "import", "--config",
+                    str(config), str(EXAMPLES / "catalog.csv")], cwd=REPO, check=True,
+                   stdout=subprocess.DEVNULL, timeout=START_TIMEOUT_S)
 
 
 def _write_config(tmp: Path, smtp_port: int, http_port: int, shards: int, demo: bool) -> Path:
@@ -117,13 +129,22 @@ def _quick_cart() -> str:
 
 def spawn(stack: ExitStack, argv: list[str], log: Path,
           env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """`python -m server.cli ARGV`, its output in LOG.out and LOG.err; stopped by `stack`."""
+    """`launch`, stopped by `stack`."""
+    child = launch(argv, log, env)
+    stack.callback(stop, child, log.with_suffix(".err"))
+    return child
+
+
+def launch(argv: list[str], log: Path,
+           env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """`python -m server.cli ARGV`, its output in LOG.out and LOG.err; the caller stops it."""
     out, err = log.with_suffix(".out").open("wb"), log.with_suffix(".err").open("wb")
+    # its own session: a Ctrl-C reaches only this process, which stops the children in order
     child = subprocess.Popen([sys.executable, "-m", "server.cli", *argv], cwd=REPO, stdout=out,
-                             stderr=err, env={**os.environ, **(env or {})})
+                             stderr=err, env={**os.environ, **(env or {})},
+                             start_new_session=True)
     out.close()
     err.close()
-    stack.callback(stop, child, log.with_suffix(".err"))
     return child
 
 
