@@ -198,7 +198,8 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
         stack.push_async_callback(dispatcher.stop)
         app.dispatcher = dispatcher
         dispatcher.poke()  # rows left queued by a previous run
-        tracking = Tracking(app.signer, app.shards, clock, metrics, app.apply_events)
+        tracking = Tracking(app.signer, app.shards, clock, metrics, app.apply_events,
+                            settings.server.operator_token)
         app.collect = Collect(settings, ingestor, clock)
         routes = [*grpc_web_routes(settings, ingestor), *collect_routes(app.collect),
                   *asset_routes(StaticAssets(Path(settings.web.assets_dir))),

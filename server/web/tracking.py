@@ -14,9 +14,10 @@ button POSTs, because link scanners follow GETs and must not unsubscribe anyone.
 
 from __future__ import annotations
 
+import hmac
 import html
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -56,6 +57,7 @@ class Tracking:
     clock: Clock
     metrics: Metrics
     apply_events: Callable[..., Awaitable[None]]  # App.apply_events
+    operator_token: str = field(default="", repr=False)  # also opens /metrics to other hosts
 
     async def feedback(self, kind: str, payload: dict[str, str], extra: dict[str, str],
                        dedup_seq: int) -> None:
@@ -114,7 +116,10 @@ def _endpoints(tracking: Tracking) -> list[Route]:
 <form method="post" action="/u/{html.escape(token)}"><button type="submit">Unsubscribe</button>
 </form>""")
 
-    async def metrics(_request: Request) -> Response:
+    async def metrics(request: Request) -> Response:
+        if not _may_read_metrics(request, tracking.operator_token):
+            return Response("metrics: from this host, or with the operator token\n", 403,
+                            media_type="text/plain")
         return Response(tracking.metrics.render(),
                         media_type="text/plain; version=0.0.4; charset=utf-8")
 
@@ -128,6 +133,15 @@ def _endpoints(tracking: Tracking) -> list[Route]:
         Route("/metrics", metrics),
         Route("/healthz", healthz),
     ]
+
+
+def _may_read_metrics(request: Request, token: str) -> bool:
+    """Loopback always (a local agent or scraper); another host with `Authorization: Bearer
+    <operator token>` (Prometheus' `authorization` scrape setting)."""
+    if request.client is not None and request.client.host in ("127.0.0.1", "::1"):
+        return True
+    given = request.headers.get("authorization", "")
+    return bool(token) and hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
 
 
 def build_web_app(tracking: Tracking,

@@ -1,5 +1,6 @@
-"""Operations: gRPC health checking and reflection answer, /metrics counts what happened, and
-a graceful stop answers everything already queued."""
+"""Operations: gRPC health checking and reflection answer, /metrics counts what happened (and
+opens to this host or the operator only), and a graceful stop answers everything already
+queued."""
 
 import asyncio
 import contextlib
@@ -17,9 +18,11 @@ from harness import (
     settings_for,
     write_sequences,
 )
+from starlette.requests import Request
 
 from server.clock import ManualClock
 from server.rpc.gen.pulsewire.v1 import ingest_pb2_grpc
+from server.web.tracking import _may_read_metrics
 
 T0 = 1_800_000_000_000
 
@@ -97,3 +100,17 @@ def test_a_graceful_stop_answers_every_batch_already_queued(tmp_path: Path) -> N
             assert sum(r[0][0] for r in rows) >= len(acked)
 
     asyncio.run(scenario())
+
+
+def _request(host: str, authorization: str = "") -> Request:
+    headers = [(b"authorization", authorization.encode())] if authorization else []
+    return Request({"type": "http", "client": (host, 40000), "headers": headers})
+
+
+def test_metrics_are_for_this_host_or_the_operator() -> None:
+    assert _may_read_metrics(_request("127.0.0.1"), "")
+    assert _may_read_metrics(_request("::1"), "tok")
+    assert not _may_read_metrics(_request("10.1.2.3"), "")
+    assert not _may_read_metrics(_request("10.1.2.3", "Bearer tok"), "")
+    assert not _may_read_metrics(_request("10.1.2.3", "Bearer nope"), "tok")
+    assert _may_read_metrics(_request("10.1.2.3", "Bearer tok"), "tok")
