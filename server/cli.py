@@ -103,7 +103,9 @@ def _catalog_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Every subcommand; given the `command` about to run, the other commands' modules are not
+    imported (the mail catcher's and the admin client's cost a backtest half a second)."""
     parser = argparse.ArgumentParser(prog="pulsewire", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -126,17 +128,19 @@ def build_parser() -> argparse.ArgumentParser:
     catalog_import.add_argument("file", type=Path)
     catalog_import.set_defaults(run=_catalog_import)
 
-    from server.mail.mailcatcher import add_mailcatcher_arguments, run_mailcatcher_command
-
     mailcatcher = sub.add_parser("mailcatcher", help="a local SMTP server with a web page")
-    add_mailcatcher_arguments(mailcatcher)
-    mailcatcher.set_defaults(run=run_mailcatcher_command)
+    if command in (None, "mailcatcher"):
+        from server.mail.mailcatcher import add_mailcatcher_arguments, run_mailcatcher_command
 
-    from server.admin_command import add_admin_arguments, run_admin_command
+        add_mailcatcher_arguments(mailcatcher)
+        mailcatcher.set_defaults(run=run_mailcatcher_command)
 
     admin = sub.add_parser("admin", help="operator calls against a running server")
-    add_admin_arguments(admin)
-    admin.set_defaults(run=run_admin_command)
+    if command in (None, "admin"):
+        from server.admin_command import add_admin_arguments, run_admin_command
+
+        add_admin_arguments(admin)
+        admin.set_defaults(run=run_admin_command)
 
     from server.backtest.command import add_backtest_arguments
 
@@ -147,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in given if not a.startswith("-")), None)
+    args = build_parser(command).parse_args(given)
     code: int = args.run(args)
     return code
 

@@ -19,8 +19,11 @@ caller replays the file row by row, with its line-numbered problems and its sort
 from __future__ import annotations
 
 import csv
+import multiprocessing
 import time
 from collections.abc import Container, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from operator import attrgetter
 from pathlib import Path
 
@@ -46,6 +49,7 @@ __all__ = ["replay_columnar"]
 _ISO_UTC = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z?$"
 _DIGITS = r"^\d+$"
 _FEED_BLOCK = 16_384
+MIN_ROWS_PER_WORKER = 100_000  # below this a fork costs more than it saves
 
 
 def _header(path: Path) -> list[str] | None:
@@ -113,8 +117,13 @@ def _tz_news(users: list[str], zones: list[str], wanted: list[bool]) -> list[boo
 
 
 def replay_columnar(engine: Engine, path: Path, rename: Mapping[str, str],
-                    wanted: Container[str], until_ms: int | None) -> Replay | None:
-    """The replay of a CSV history, or None when only the row path would be exact."""
+                    wanted: Container[str], until_ms: int | None,
+                    workers: int = 1) -> Replay | None:
+    """The replay of a CSV history, or None when only the row path would be exact.
+
+    `workers` > 1 splits the users over that many forked processes (users are independent:
+    each one's events stay in one process, in file order), each replaying its part from the
+    table it inherited; their tallies and sends are added up. The same decisions either way."""
     names = _header(path)
     table = _read(path, names) if names is not None else None
     if table is None or table.num_rows == 0:
@@ -142,25 +151,95 @@ def replay_columnar(engine: Engine, path: Path, rename: Mapping[str, str],
             zones = pc.if_else(in_time, zones, "")
         news = _tz_news(users.to_pylist(), zones.to_pylist(), read.to_pylist())
         fed = pc.or_(read, pa.array(news, pa.bool_()))
-    result = Replay({seq_id: SequenceTally() for seq_id in sorted(engine.rules.sequences)})
-    rows = _rows(table, pc.indices_nonzero(fed), events, at_ms, read, names or [], has_zone)
-    followers: dict[str, _Follower] = {}
-    clock = _Clock()
-    try:
-        for at in range(0, len(rows), _FEED_BLOCK):
-            _feed(engine, rows[at:at + _FEED_BLOCK], followers, until_ms, result, clock)
-    except _OutOfOrder:
+    end_ms = until_ms if until_ms is not None else pc.max(at_ms).as_py() + MAX_RUN_ON_MS
+    part = _Part(engine, table, fed, events, at_ms, read, names or [], has_zone, until_ms,
+                 end_ms)
+    fed_rows = pc.sum(fed).as_py() or 0
+    workers = max(1, min(workers, fed_rows // MIN_ROWS_PER_WORKER))
+    result = _replay_parts(part, users, workers) if workers > 1 else part.replay(None)
+    if result is None:
         return None
     after = pc.sum(pc.greater(at_ms, until_ms)).as_py() or 0 if until_ms is not None else 0
     result.events = table.num_rows - after
     result.events_after_until = after
-    result.clock_end_ms = until_ms if until_ms is not None else (
-        pc.max(at_ms).as_py() + MAX_RUN_ON_MS)
-    _run_clocks_on(engine, followers, result.clock_end_ms, result)
+    result.clock_end_ms = end_ms
     result.users = pc.count_distinct(users if until_ms is None else users.filter(in_time)).as_py()
     result.sends.sort(key=attrgetter("at_ms", "user", "sequence", "step"))  # as replay does
     result.engine_s = time.perf_counter() - started
     return result
+
+
+@dataclass(frozen=True)
+class _Part:
+    """Everything one replay process needs; a forked worker inherits it."""
+
+    engine: Engine
+    table: pa.Table
+    fed: pa.ChunkedArray
+    events: pa.ChunkedArray
+    at_ms: pa.ChunkedArray
+    read: pa.ChunkedArray
+    names: list[str]
+    has_zone: bool
+    until_ms: int | None
+    end_ms: int
+
+    def replay(self, mine: pa.ChunkedArray | None) -> Replay | None:
+        """Replay the fed rows (of the users `mine` marks); None: a user went back in time."""
+        engine = self.engine
+        result = Replay({seq_id: SequenceTally() for seq_id in sorted(engine.rules.sequences)})
+        fed = self.fed if mine is None else pc.and_(self.fed, mine)
+        rows = _rows(self.table, pc.indices_nonzero(fed), self.events, self.at_ms, self.read,
+                     self.names, self.has_zone)
+        followers: dict[str, _Follower] = {}
+        clock = _Clock()
+        try:
+            for at in range(0, len(rows), _FEED_BLOCK):
+                _feed(engine, rows[at:at + _FEED_BLOCK], followers, self.until_ms, result,
+                      clock)
+        except _OutOfOrder:
+            return None
+        _run_clocks_on(engine, followers, self.end_ms, result)
+        return result
+
+
+_FORKED: tuple[_Part, pa.Array, int] | None = None  # what the workers inherit
+
+
+def _replay_parts(part: _Part, users: pa.ChunkedArray, workers: int) -> Replay | None:
+    """The users split over `workers` forked processes by their place in the file's list of
+    users; the parts' results added up, the sends in the order one replay gives them."""
+    global _FORKED
+    codes = pc.dictionary_encode(users).combine_chunks().indices
+    share = pc.subtract(codes, pc.multiply(pc.divide(codes, workers), workers))
+    _FORKED = (part, share, workers)
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            parts = list(pool.map(_replay_share, range(workers)))
+    finally:
+        _FORKED = None
+    if any(p is None for p in parts):
+        return None
+    total = parts[0]
+    assert total is not None
+    for other in parts[1:]:
+        assert other is not None
+        for seq_id, tally in other.tallies.items():
+            mine = total.tallies[seq_id]
+            mine.entered += tally.entered
+            mine.sent += tally.sent
+            mine.exited += tally.exited
+            mine.suppressed.update(tally.suppressed)
+        total.sends += other.sends
+        total.pending_users += other.pending_users
+    total.sends.sort(key=attrgetter("at_ms", "user", "sequence", "step"))
+    return total
+
+
+def _replay_share(index: int) -> Replay | None:
+    assert _FORKED is not None
+    part, share, _workers = _FORKED
+    return part.replay(pa.chunked_array([pc.equal(share, index)]))
 
 
 def _names(events: pa.ChunkedArray) -> list[str]:

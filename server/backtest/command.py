@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -49,6 +50,9 @@ def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--until", type=_instant, metavar="TIME",
                         help="stop the clock here (ISO 8601 or epoch ms); later events are "
                         "left out")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="N",
+                        help="processes to replay a large CSV history in, the users split"
+                        " between them (default: one per core)")
     parser.add_argument("--strict", action="store_true",
                         help="stop at the first malformed row instead of skipping it")
 
@@ -67,7 +71,7 @@ def run_backtest_command(args: argparse.Namespace) -> int:
                           wanted=engine.rules.plans)
     try:
         with _cyclic_gc_paused():
-            result = _fast_replay(engine, history, args.until) or replay_history(
+            result = _fast_replay(engine, history, args.until, args.workers) or replay_history(
                 engine, history, args.until)
     except (UnreadableHistory, MalformedRow) as err:
         print(f"backtest: {err}", file=sys.stderr)
@@ -85,11 +89,13 @@ def run_backtest_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fast_replay(engine: Engine, history: HistoryFile, until_ms: int | None) -> Replay | None:
+def _fast_replay(engine: Engine, history: HistoryFile, until_ms: int | None,
+                 workers: int) -> Replay | None:
     """The columnar replay of a well-formed CSV history; None: replay it row by row."""
     if history.path.suffix.lower() != ".csv" or not history.path.is_file():
         return None
-    return replay_columnar(engine, history.path, history.rename, engine.rules.plans, until_ms)
+    return replay_columnar(engine, history.path, history.rename, engine.rules.plans, until_ms,
+                           max(1, workers))
 
 
 @contextmanager

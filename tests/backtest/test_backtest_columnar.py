@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from server.backtest import columnar
 from server.backtest.columnar import replay_columnar
 from server.backtest.history import HistoryFile
 from server.backtest.replay import Replay, replay_history
@@ -97,3 +98,15 @@ def test_a_header_the_row_reader_would_refuse_goes_back_to_it(tmp_path: Path) ->
     path.write_text("user_id, event ,timestamp\nu1,cart_add,2024-03-04T10:00:00Z\n")
     engine = _engine()
     assert replay_columnar(engine, path, {}, engine.rules.plans, None) is None
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_users_split_over_processes_replay_the_same(tmp_path: Path, workers: int,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(columnar, "MIN_ROWS_PER_WORKER", 1_000)  # split even a small history
+    path = tmp_path / "history.csv"
+    generate(path, events=20_000, users=300, seed=4)
+    engine = _engine()
+    split = replay_columnar(engine, path, {}, engine.rules.plans, None, workers=workers)
+    _same(split, replay_history(_engine(), HistoryFile(path, {}, wanted=engine.rules.plans)))
+    assert split is not None and split.sends
