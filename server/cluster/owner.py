@@ -33,7 +33,7 @@ from server.cluster.jetstream import JetStreamLog
 from server.cluster.publish import publish_op
 from server.config import Settings
 from server.engine import Event
-from server.errors import PulsewireError, Unavailable
+from server.errors import PulsewireError, ShardClosed, Unavailable
 from server.rpc.admin import AdminActions
 from server.rpc.batches import decode_batch
 from server.storage.router import shard_of
@@ -153,6 +153,8 @@ class ShardOwner:
                 await self._route(entry, position, queued)
                 if len(queued) > before:
                     last_queued = position
+            except ShardClosed:  # being dropped: the next holder resumes from the file
+                raise
             except PulsewireError as err:  # a bad entry is skipped, never retried forever
                 log.error("shard %d: log entry %d skipped: %s", self.shard.index, position, err)
             last = position
