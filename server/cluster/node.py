@@ -224,7 +224,9 @@ class ClusterNode:
                         self._owners[index].applied)
 
     async def _drop(self, index: int) -> None:
-        owner = self._owners.pop(index)
+        owner = self._owners.pop(index, None)
+        if owner is None:  # dropped already (a lapsed lease and a hand-back can cross)
+            return
         self.shards.drop(index)
         self.caught_up.discard(index)
         await owner.stop()
@@ -261,7 +263,6 @@ class ClusterNode:
     @staticmethod
     def _presence(node: str) -> str:
         return f"node.{node}"
-
 
 
 class Cluster(ClusterNode):
