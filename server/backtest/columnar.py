@@ -143,19 +143,16 @@ def replay_columnar(engine: Engine, path: Path, rename: Mapping[str, str],
     if until_ms is not None:
         in_time = pc.less_equal(at_ms, until_ms)
         read = pc.and_(read, in_time)
-    fed = read
-    has_zone = TIMEZONE_COLUMN in table.column_names
-    if has_zone:
+    zones = None
+    if TIMEZONE_COLUMN in table.column_names:
         zones = table.column(TIMEZONE_COLUMN)
         if until_ms is not None:
             zones = pc.if_else(in_time, zones, "")
-        news = _tz_news(users.to_pylist(), zones.to_pylist(), read.to_pylist())
-        fed = pc.or_(read, pa.array(news, pa.bool_()))
     end_ms = until_ms if until_ms is not None else pc.max(at_ms).as_py() + MAX_RUN_ON_MS
-    part = _Part(engine, table, fed, events, at_ms, read, names or [], has_zone, until_ms,
+    part = _Part(engine, table, users, events, at_ms, read, zones, names or [], until_ms,
                  end_ms)
-    fed_rows = pc.sum(fed).as_py() or 0
-    workers = max(1, min(workers, fed_rows // MIN_ROWS_PER_WORKER))
+    read_rows = pc.sum(read).as_py() or 0
+    workers = max(1, min(workers, read_rows // MIN_ROWS_PER_WORKER))
     result = _replay_parts(part, users, workers) if workers > 1 else part.replay(None)
     if result is None:
         return None
@@ -175,22 +172,40 @@ class _Part:
 
     engine: Engine
     table: pa.Table
-    fed: pa.ChunkedArray
+    users: pa.ChunkedArray
     events: pa.ChunkedArray
     at_ms: pa.ChunkedArray
-    read: pa.ChunkedArray
+    read: pa.ChunkedArray  # rows the engine reads
+    zones: pa.ChunkedArray | None  # the time zone column, if any ("" after `until`)
     names: list[str]
-    has_zone: bool
     until_ms: int | None
     end_ms: int
+
+    def fed(self, mine: pa.ChunkedArray | None) -> pa.Array:
+        """The rows to feed, of the users `mine` marks: those the engine reads, and those
+        that bring news of the user's time zone (found here, so each worker finds its own)."""
+        read = self.read if mine is None else pc.and_(self.read, mine)
+        if self.zones is None:
+            return pc.indices_nonzero(read)
+        rows = None if mine is None else pc.indices_nonzero(mine)
+        if rows is None:
+            users, zones, reads = self.users, self.zones, self.read
+        else:
+            users, zones, reads = (c.take(rows) for c in (self.users, self.zones, self.read))
+        news = pa.array(_tz_news(users.to_pylist(), zones.to_pylist(), reads.to_pylist()),
+                        pa.bool_())
+        picked = pc.or_(reads, news)
+        if rows is None:
+            return pc.indices_nonzero(picked)
+        return rows.filter(pa.chunked_array([picked]).combine_chunks()
+                           if isinstance(picked, pa.Array) else picked.combine_chunks())
 
     def replay(self, mine: pa.ChunkedArray | None) -> Replay | None:
         """Replay the fed rows (of the users `mine` marks); None: a user went back in time."""
         engine = self.engine
         result = Replay({seq_id: SequenceTally() for seq_id in sorted(engine.rules.sequences)})
-        fed = self.fed if mine is None else pc.and_(self.fed, mine)
-        rows = _rows(self.table, pc.indices_nonzero(fed), self.events, self.at_ms, self.read,
-                     self.names, self.has_zone)
+        rows = _rows(self.table, self.fed(mine), self.events, self.at_ms, self.read,
+                     self.names, self.zones is not None)
         followers: dict[str, _Follower] = {}
         clock = _Clock()
         try:
