@@ -55,14 +55,16 @@ class JetStreamLog:
     leases: KeyValue
     sent: KeyValue
     snapshots: ObjectStore
+    outages: _Outages
     _made: int = 0  # consumers made by this process
 
     @classmethod
     async def connect(cls, settings: ClusterSettings) -> JetStreamLog:
+        outages = _Outages()
         nc = await nats.connect(settings.nats_url, name=f"pulsewire-{settings.node}",
                                 max_reconnect_attempts=-1, reconnect_time_wait=0.25,
                                 connect_timeout=5, allow_reconnect=True,
-                                error_cb=_quiet, disconnected_cb=_disconnected,
+                                error_cb=_quiet, disconnected_cb=outages.disconnected,
                                 reconnected_cb=_reconnected)
         js = nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
         name = settings.stream
@@ -76,9 +78,10 @@ class JetStreamLog:
         sent = await js.create_key_value(KeyValueConfig(
             bucket=f"{name}-sent", ttl=SENT_KEEP_S, history=1, replicas=settings.replicas))
         snapshots = await js.create_object_store(f"{name}-snapshots")
-        return cls(settings, nc, js, leases, sent, snapshots)
+        return cls(settings, nc, js, leases, sent, snapshots, outages)
 
     async def close(self) -> None:
+        self.outages.closing = True
         await self.nc.drain()
 
     def subject(self, shard: int) -> str:
@@ -129,8 +132,14 @@ async def _quiet(err: Exception) -> None:
     log.debug("nats: %s", err)
 
 
-async def _disconnected() -> None:
-    log.warning("nats: disconnected; reconnecting")
+class _Outages:
+    """Logs the connection's losses, but not the one a close makes on purpose."""
+
+    closing = False
+
+    async def disconnected(self) -> None:
+        if not self.closing:
+            log.warning("nats: disconnected; reconnecting")
 
 
 async def _reconnected() -> None:
