@@ -153,12 +153,12 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
     async with AsyncExitStack() as stack:
         data_dir = Path(settings.server.data_dir)
 
-        async def open_shard(index: int, timers_running: bool = True,
+        async def open_shard(index: int,
                              timers_until: Callable[[], int] | None = None) -> Shard:
             shard = Shard(index, data_dir / f"shard-{index:03d}.sqlite", app.current_engine, clock,
                           dedup_ttl_ms=settings.ingest.dedup_ttl_s * 1000,
                           on_outbox=app.outbox_written, observe=app.metrics.shard_observer(),
-                          timers_running=timers_running, timers_until=timers_until)
+                          timers_until=timers_until)
             await shard.open()
             return shard
 

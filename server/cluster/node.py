@@ -73,7 +73,7 @@ class ShardTable:
 
 class ClusterNode:
     def __init__(self, settings: Settings, log_: JetStreamLog, clock: Clock,
-                 open_shard: Callable[[int, bool, Callable[[], int]], Awaitable[Shard]],
+                 open_shard: Callable[[int, Callable[[], int]], Awaitable[Shard]],
                  path_of: Callable[[int], Path]) -> None:
         self._settings = settings
         self._clock = clock
@@ -197,7 +197,7 @@ class ClusterNode:
         path = self._path_of(index)
         try:
             position = await self._snapshots.restore(index, path)
-            shard = await self._open_shard(index, False, lambda: self._timers_until(index))
+            shard = await self._open_shard(index, lambda: self._timers_until(index))
         except Exception:
             await self._leases.give_up(self._lease(index))
             raise
@@ -270,7 +270,7 @@ class Cluster(ClusterNode):
     the send claims, and publishing engine events for a user."""
 
     def __init__(self, settings: Settings, log_: JetStreamLog, clock: Clock,
-                 open_shard: Callable[[int, bool, Callable[[], int]], Awaitable[Shard]],
+                 open_shard: Callable[[int, Callable[[], int]], Awaitable[Shard]],
                  path_of: Callable[[int], Path], ingestor: Ingestor) -> None:
         super().__init__(settings, log_, clock, open_shard, path_of)
         self.ingestor = ingestor
@@ -289,7 +289,7 @@ class Cluster(ClusterNode):
 
 @asynccontextmanager
 async def cluster_node(settings: Settings, clock: Clock,
-                       open_shard: Callable[[int, bool, Callable[[], int]], Awaitable[Shard]],
+                       open_shard: Callable[[int, Callable[[], int]], Awaitable[Shard]],
                        counters: Mapping[str, Any]) -> AsyncIterator[Cluster]:
     """Connect to NATS, take this node's shards, and hand them all back on the way out."""
     log_ = await JetStreamLog.connect(settings.cluster)

@@ -65,7 +65,7 @@ class ShardOwner:
         # Everything stored on this shard's subject before `clear_ms` is applied (wall clock
         # when a fetch began that found the subject drained); 0: still replaying.
         self.clear_ms = 0
-        self.timers_until = 0  # how far this shard's timers may fire
+        self.timers_until = 0  # how far its timers may fire: 0 until the backlog is applied
         self._offers: list[tuple[int, int]] = []  # (read at, floor) awaiting a later clear_ms
 
     def start(self) -> None:
@@ -137,7 +137,6 @@ class ShardOwner:
     def _caught_up(self, asked_ms: int) -> None:
         self.clear_ms = max(self.clear_ms, asked_ms)
         self._promote()
-        self.shard.run_timers()
         self._on_caught_up(self.shard.index)
 
     async def _apply(self, messages: list[Any]) -> None:

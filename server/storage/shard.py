@@ -167,7 +167,7 @@ class _Changes:
 class Shard:
     def __init__(self, index: int, path: Path, engine: Callable[[], Engine], clock: Clock, *,
                  dedup_ttl_ms: int, on_outbox: Callable[[int], None] = lambda _s: None,
-                 observe: ShardObserver | None = None, timers_running: bool = True,
+                 observe: ShardObserver | None = None,
                  timers_until: Callable[[], int] | None = None) -> None:
         self.index = index
         self.path = path
@@ -181,12 +181,9 @@ class Shard:
         self._due: dict[str, int] = {}
         self._heap: list[tuple[int, str]] = []
         self._timers_changed = asyncio.Event()
-        self._timers_running = asyncio.Event()
         # How far timers may fire (distributed mode: until every event accepted before then,
-        # on any node, has reached this shard); None: up to now.
+        # on any node, has reached this shard; 0 while its log is replayed); None: up to now.
         self._timers_until = timers_until
-        if timers_running:
-            self._timers_running.set()
         self._db: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -216,7 +213,6 @@ class Shard:
             return
         self._closing = True
         self._timers_changed.set()
-        self._timers_running.set()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         await self._queue.put(_Item("stop", done))
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -229,11 +225,6 @@ class Shard:
     def queue_depth(self) -> int:
         return self._queue.qsize()
 
-    def run_timers(self) -> None:
-        """Start firing timers (a shard opened with timers_running=False holds them until its
-        log is replayed: a timer must not fire ahead of events accepted before it was due)."""
-        self._timers_running.set()
-
     # ---- what callers ask for -----------------------------------------------------------
 
     async def ingest(self, user_key: str, events: list[Event], *, device: str = "", seq: int = 0,
@@ -241,10 +232,8 @@ class Shard:
                      merge_from: bytes | None = None) -> IngestResult:
         """Apply a batch's events for one user; returns once committed (or known duplicate).
         `merge_from`: an anonymous device's engine state to fold into the user first."""
-        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-        await self._put(_Item("ingest", future, user_key, events, device, seq, identity,
-                              merge_from=merge_from))
-        return await future
+        return await self.enqueue_ingest(user_key, events, device=device, seq=seq,
+                                         identity=identity, merge_from=merge_from)
 
     def enqueue_ingest(self, user_key: str, events: list[Event], *, device: str = "",
                        seq: int = 0, identity: Identity | None = None,
@@ -253,14 +242,14 @@ class Shard:
         """`ingest` for a log consumer: queued now, in call order, applied as of `at_ms` (the
         time the batch was accepted), with the log `position` committed in its transaction."""
         future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-        self._put_now(_Item("ingest", future, user_key, events, device, seq, identity,
+        self._put(_Item("ingest", future, user_key, events, device, seq, identity,
                             merge_from=merge_from, at_ms=at_ms, position=position))
         return future
 
     def enqueue_position(self, position: int) -> asyncio.Future[None]:
         """Commit the log `position` (entries that changed nothing here, say forwarded)."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._put_now(_Item("position", future, position=position))
+        self._put(_Item("position", future, position=position))
         return future
 
     async def log_position(self) -> int:
@@ -293,7 +282,7 @@ class Shard:
         """`alias` or `retire` (the `kind`), queued now in call order."""
         assert kind in ("alias", "retire")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._put_now(_Item(kind, future, user_key=device_key, device=user_key,
+        self._put(_Item(kind, future, user_key=device_key, device=user_key,
                             position=position))
         return future
 
@@ -301,7 +290,7 @@ class Shard:
         """Await `apply(conn)` inside the writer's next transaction (outbox updates, erasure).
         It must only write rows; user states are the engine's and change through `ingest`."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        await self._put(_Item("write", future, apply=apply))
+        self._put(_Item("write", future, apply=apply))
         return await future
 
     async def read(self, query: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
@@ -325,14 +314,11 @@ class Shard:
     async def erase(self, user_keys: list[str], emails: list[str]) -> int:
         """Remove every row of these users and addresses; returns how many rows went."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        await self._put(_Item("erase", future, events=[], apply=None,
+        self._put(_Item("erase", future, events=[], apply=None,
                               user_key="\x1f".join(user_keys), device="\x1f".join(emails)))
         return await future
 
-    async def _put(self, item: _Item) -> None:
-        self._put_now(item)
-
-    def _put_now(self, item: _Item) -> None:
+    def _put(self, item: _Item) -> None:
         if self._closing or self._db is None:
             raise ShardClosed(f"shard {self.index} is closed")
         self._queue.put_nowait(item)
@@ -372,7 +358,7 @@ class Shard:
                              + [key for key, _ in due])
             await db.execute("BEGIN IMMEDIATE")
             for item in items:
-                results.append(self._apply_item(item, now, seen, changes, due))
+                results.append(self._apply_item(item, now, seen, changes, due, fire_to))
                 if item.kind == "timers":
                     due = []
             await self._write_changes(changes, now)
@@ -417,9 +403,9 @@ class Shard:
             self._on_outbox(self.index)
 
     def _apply_item(self, item: _Item, now: int, seen: dict[tuple[str, int], int],
-                    changes: _Changes, due: list[tuple[str, int]]) -> Any:
+                    changes: _Changes, due: list[tuple[str, int]], fire_to: int) -> Any:
         if item.kind == "timers":
-            return self._fire_timers([key for key, _ in due], self._fire_to(now), changes)
+            return self._fire_timers([key for key, _ in due], fire_to, changes)
         if item.kind == "retire":
             self._users.pop(item.user_key, None)
             self._set_due(item.user_key, None)
@@ -470,14 +456,14 @@ class Shard:
         return IngestResult(len(item.events), False)
 
     def _fire_timers(self, keys: list[str], now: int, changes: _Changes) -> int:
-        engine, fired = self._engine(), 0
+        engine, fired, wall_ms = self._engine(), 0, self._clock.now_ms()
         for key in keys:
             user = self._users.get(key)
             if user is None:
                 continue
             due = engine.next_deadline(user.state)
             if due is not None and due <= now:
-                self._observe.timer_lateness(self._clock.now_ms() - due)
+                self._observe.timer_lateness(wall_ms - due)
             self._record(key, user, engine.advance(user.state, now), now, changes)
             fired += 1
         return fired
@@ -626,9 +612,6 @@ class Shard:
 
     async def _timer_loop(self) -> None:
         while not self._closing:
-            if not self._timers_running.is_set():
-                await self._timers_running.wait()
-                continue
             due = self._earliest_due()
             self._timers_changed.clear()
             if due is None:
@@ -647,7 +630,7 @@ class Shard:
                 continue
             future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             try:
-                await self._put(_Item("timers", future))
+                self._put(_Item("timers", future))
                 await future
             except ShardClosed:
                 return

@@ -14,9 +14,15 @@ import sys
 import textwrap
 import time
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from harness import write_sequences, write_templates
+
+from server.mail.mailcatcher import MailCatcher
 
 REPO = Path(__file__).resolve().parents[2]
 SITE_KEY, SITE_SECRET = "demo", "test-secret"
@@ -175,3 +181,55 @@ async def wait_for(check: Any, timeout_s: float, what: str) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout_s} s: {what}")
         await asyncio.sleep(0.05)
+
+
+def cart_nudge(timeout: str) -> str:
+    """A sequence: a cart, then the reminder unless a purchase comes within `timeout`."""
+    return f"""
+    id: cart-nudge
+    entry: {{event: cart_add}}
+    key: user
+    exit_on: [{{event: purchase}}]
+    steps:
+      - wait_for: {{event: purchase, timeout: {timeout}}}
+        on_event: exit
+      - send: {{template: cart-reminder, vars: {{discount_code: SAVE15}}}}
+"""
+
+
+@dataclass
+class Cluster:
+    nats: NatsServer
+    catcher: MailCatcher
+    nodes: list[Node]
+
+    async def start(self, owners: dict[str, list[int]]) -> None:
+        """Start every node; return once each holds and has replayed its own shards."""
+        for node in self.nodes:
+            node.start()
+        for node in self.nodes:
+            await wait_for(lambda n=node: n.caught_up() == set(owners[n.name]), 15,
+                           f"{node.name} holds its shards")
+
+
+@asynccontextmanager
+async def cluster(tmp: Path, sequences: Iterable[str], owners: dict[str, list[int]],
+                  **node_settings: Any) -> AsyncIterator[Cluster]:
+    """A nats-server, a mail catcher and one (not yet started) node per owner, all stopped on
+    the way out: the nodes in threads, so the catcher on this loop answers their goodbyes."""
+    nats = NatsServer(tmp / "nats")
+    nats.start()
+    try:
+        sequence_dir = write_sequences(tmp / "seq", *sequences)
+        templates = write_templates(tmp / "templates")
+        async with MailCatcher(tmp / "mail", smtp_port=0, http_port=0) as catcher:
+            nodes = [Node(name, node_config(tmp, name, nats.url, catcher.smtp_port, sequence_dir,
+                                            templates, owners, **node_settings), tmp / name)
+                     for name in owners]
+            try:
+                yield Cluster(nats, catcher, nodes)
+            finally:
+                for node in nodes:
+                    await asyncio.to_thread(node.stop)
+    finally:
+        nats.stop()

@@ -10,24 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import grpc
-from cluster_harness import NatsServer, Node, node_config, wait_for
-from harness import BatchBuilder, write_sequences, write_templates
+from cluster_harness import Node, cart_nudge, cluster, wait_for
+from harness import BatchBuilder
 
 from collector.gen.pulsewire.v1 import batch_pb2
 from server.mail.mailcatcher import MailCatcher
 from server.rpc.gen.pulsewire.v1 import ingest_pb2_grpc
 from server.storage.router import shard_of
 
-CART_NUDGE = """
-    id: cart-nudge
-    entry: {event: cart_add}
-    key: user
-    exit_on: [{event: purchase}]
-    steps:
-      - wait_for: {event: purchase, timeout: 2s}
-        on_event: exit
-      - send: {template: cart-reminder, vars: {discount_code: SAVE15}}
-"""
 OWNERS = {"node-a": [0, 1, 2, 3], "node-b": [4, 5, 6, 7]}
 LEASE_TTL_S = 3.0
 USERS = 160
@@ -89,14 +79,6 @@ def _applied(nodes: list[Node], held: dict[str, list[int]]) -> set[tuple[str, in
     return found
 
 
-async def _started(nodes: list[Node]) -> None:
-    for node in nodes:
-        node.start()
-    for node in nodes:
-        await wait_for(lambda n=node: n.caught_up() == set(OWNERS[n.name]), 20,
-                       f"{node.name} holds its shards")
-
-
 def _check_mail(catcher: MailCatcher) -> None:
     expected = USERS - len(range(0, USERS, 3))
     recipients = [m.envelope_to for m in catcher.messages]
@@ -108,91 +90,69 @@ def _check_mail(catcher: MailCatcher) -> None:
 
 def test_kill_9_of_an_owner_fails_over_without_loss_or_double_send(tmp_path: Path) -> None:
     async def scenario() -> None:
-        nats = NatsServer(tmp_path / "nats")
-        nats.start()
-        sequences = write_sequences(tmp_path / "seq", CART_NUDGE)
-        templates = write_templates(tmp_path / "templates")
-        async with MailCatcher(tmp_path / "mail", smtp_port=0, http_port=0) as catcher:
-            nodes = [Node(name, node_config(tmp_path, name, nats.url, catcher.smtp_port,
-                                            sequences, templates, OWNERS,
-                                            lease_ttl_s=LEASE_TTL_S, snapshot_every_s=1.0),
-                          tmp_path / name) for name in OWNERS]
+        async with cluster(tmp_path, [cart_nudge("2s")], OWNERS, lease_ttl_s=LEASE_TTL_S,
+                           snapshot_every_s=1.0) as running:
+            catcher, nodes = running.catcher, running.nodes
             survivor, victim = nodes
             killed_at: list[float] = []
-            try:
-                await _started(nodes)
+            await running.start(OWNERS)
 
-                def kill_midway(user: int) -> None:
-                    if user == USERS // 3:
-                        victim.kill()
-                        killed_at.append(time.monotonic())
+            def kill_midway(user: int) -> None:
+                if user == USERS // 3:
+                    victim.kill()
+                    killed_at.append(time.monotonic())
 
-                acked: set[tuple[str, int]] = set()
-                await _traffic([survivor.grpc_port], acked, kill_midway)
-                await wait_for(lambda: survivor.caught_up() == set(range(8)),
-                               LEASE_TTL_S + 10, "the survivor holds all 8 shards")
-                failover_s = time.monotonic() - killed_at[0]
-                print(f"failover: all 8 shards caught up on the survivor {failover_s:.2f} s"
-                      " after the kill")
-                await catcher.wait_for(USERS - len(range(0, USERS, 3)), timeout_s=40)
-                await asyncio.sleep(1.5)  # a second send would have come by now
-                _check_mail(catcher)
-                assert _applied([survivor], {"node-a": list(range(8))}) >= acked
-                # The victim's shards' timers fired on the survivor after the kill.
-                kill_ms = time.time_ns() // 1_000_000 - int(
-                    (time.monotonic() - killed_at[0]) * 1000)
-                late = [row for shard in OWNERS["node-b"] for row in survivor.shard_rows(
-                    shard, "SELECT at_ms FROM send_log WHERE status = 'sent' AND at_ms > ?",
-                    (kill_ms,))]
-                assert late, "no timer of a taken shard fired on the survivor"
+            acked: set[tuple[str, int]] = set()
+            await _traffic([survivor.grpc_port], acked, kill_midway)
+            await wait_for(lambda: survivor.caught_up() == set(range(8)),
+                           LEASE_TTL_S + 10, "the survivor holds all 8 shards")
+            failover_s = time.monotonic() - killed_at[0]
+            print(f"failover: all 8 shards caught up on the survivor {failover_s:.2f} s"
+                  " after the kill")
+            await catcher.wait_for(USERS - len(range(0, USERS, 3)), timeout_s=40)
+            await asyncio.sleep(1.5)  # a second send would have come by now
+            _check_mail(catcher)
+            assert _applied([survivor], {"node-a": list(range(8))}) >= acked
+            # The victim's shards' timers fired on the survivor after the kill.
+            kill_ms = time.time_ns() // 1_000_000 - int(
+                (time.monotonic() - killed_at[0]) * 1000)
+            late = [row for shard in OWNERS["node-b"] for row in survivor.shard_rows(
+                shard, "SELECT at_ms FROM send_log WHERE status = 'sent' AND at_ms > ?",
+                (kill_ms,))]
+            assert late, "no timer of a taken shard fired on the survivor"
 
-                victim.start()  # back: its shards are handed back to it
-                await wait_for(lambda: victim.caught_up() == set(OWNERS["node-b"])
-                               and survivor.caught_up() == set(OWNERS["node-a"]), 20,
-                               "the shards are handed back")
-                assert _applied(nodes, OWNERS) >= acked
-            finally:  # in threads: the mail catcher on this loop answers their goodbyes
-                for node in nodes:
-                    await asyncio.to_thread(node.stop)
-                nats.stop()
-            assert failover_s <= LEASE_TTL_S + 1.5, failover_s
+            victim.start()  # back: its shards are handed back to it
+            await wait_for(lambda: victim.caught_up() == set(OWNERS["node-b"])
+                           and survivor.caught_up() == set(OWNERS["node-a"]), 20,
+                           "the shards are handed back")
+            assert _applied(nodes, OWNERS) >= acked
+        assert failover_s <= LEASE_TTL_S + 1.5, failover_s
 
     asyncio.run(scenario())
 
 
 def test_a_nats_restart_loses_no_acked_batch(tmp_path: Path) -> None:
     async def scenario() -> None:
-        nats = NatsServer(tmp_path / "nats")
-        nats.start()
-        sequences = write_sequences(tmp_path / "seq", CART_NUDGE)
-        templates = write_templates(tmp_path / "templates")
-        async with MailCatcher(tmp_path / "mail", smtp_port=0, http_port=0) as catcher:
-            nodes = [Node(name, node_config(tmp_path, name, nats.url, catcher.smtp_port,
-                                            sequences, templates, OWNERS,
-                                            lease_ttl_s=LEASE_TTL_S),
-                          tmp_path / name) for name in OWNERS]
-            try:
-                await _started(nodes)
+        async with cluster(tmp_path, [cart_nudge("2s")], OWNERS,
+                           lease_ttl_s=LEASE_TTL_S) as running:
+            catcher, nodes, nats = running.catcher, running.nodes, running.nats
+            await running.start(OWNERS)
 
-                def restart_midway(user: int) -> None:
-                    if user == USERS // 2:
-                        nats.stop()
-                        time.sleep(1.0)
-                        nats.start()
+            def restart_midway(user: int) -> None:
+                if user == USERS // 2:
+                    nats.stop()
+                    time.sleep(1.0)
+                    nats.start()
 
-                acked: set[tuple[str, int]] = set()
-                await _traffic([n.grpc_port for n in nodes], acked, restart_midway)
-                assert len(acked) == USERS + len(range(0, USERS, 3))
-                await catcher.wait_for(USERS - len(range(0, USERS, 3)), timeout_s=40)
-                await asyncio.sleep(1.5)
-                _check_mail(catcher)
-                await wait_for(lambda: all(n.caught_up() == set(OWNERS[n.name])
-                                           for n in nodes), 20, "both nodes carry on")
-                assert _applied(nodes, OWNERS) >= acked
-                assert {shard_of(f"u:user-{u:03d}", 8) for u in range(USERS)} == set(range(8))
-            finally:
-                for node in nodes:
-                    await asyncio.to_thread(node.stop)
-                nats.stop()
+            acked: set[tuple[str, int]] = set()
+            await _traffic([n.grpc_port for n in nodes], acked, restart_midway)
+            assert len(acked) == USERS + len(range(0, USERS, 3))
+            await catcher.wait_for(USERS - len(range(0, USERS, 3)), timeout_s=40)
+            await asyncio.sleep(1.5)
+            _check_mail(catcher)
+            await wait_for(lambda: all(n.caught_up() == set(OWNERS[n.name])
+                                       for n in nodes), 20, "both nodes carry on")
+            assert _applied(nodes, OWNERS) >= acked
+            assert {shard_of(f"u:user-{u:03d}", 8) for u in range(USERS)} == set(range(8))
 
     asyncio.run(scenario())

@@ -9,27 +9,16 @@ import time
 from pathlib import Path
 
 import grpc
-from cluster_harness import OPERATOR_TOKEN, NatsServer, Node, node_config, wait_for
-from harness import BatchBuilder, write_sequences, write_templates
+from cluster_harness import OPERATOR_TOKEN, Node, cart_nudge, cluster, wait_for
+from harness import BatchBuilder
 
 from collector.gen.pulsewire.v1 import admin_pb2
 from server.backtest.replay import replay_history
 from server.engine import Engine, compile_rules
-from server.mail.mailcatcher import MailCatcher
 from server.rpc.gen.pulsewire.v1 import admin_pb2_grpc, ingest_pb2_grpc
 from server.sequences import load_paths
 from server.storage.router import shard_of
 
-CART_NUDGE = """
-    id: cart-nudge
-    entry: {event: cart_add}
-    key: user
-    exit_on: [{event: purchase}]
-    steps:
-      - wait_for: {event: purchase, timeout: 3s}
-        on_event: exit
-      - send: {template: cart-reminder, vars: {discount_code: SAVE15}}
-"""
 PRICING = """
     id: pricing-visit
     entry: {event: page_view, where: {path: /pricing}}
@@ -59,49 +48,34 @@ def _stream(rng: random.Random, start_ms: int) -> list[tuple[int, str, int, list
 
 def test_two_nodes_route_to_owners_and_match_the_backtest(tmp_path: Path) -> None:
     async def scenario() -> None:
-        nats = NatsServer(tmp_path / "nats")
-        nats.start()
-        sequences = write_sequences(tmp_path / "seq", CART_NUDGE, PRICING)
-        templates = write_templates(tmp_path / "templates")
-        async with MailCatcher(tmp_path / "mail", smtp_port=0, http_port=0) as catcher:
-            nodes = [Node(name, node_config(tmp_path, name, nats.url, catcher.smtp_port,
-                                            sequences, templates, OWNERS), tmp_path / name)
-                     for name in OWNERS]
-            try:
-                for node in nodes:
-                    node.start()
-                for node, (_, owned) in zip(nodes, OWNERS.items(), strict=True):
-                    await wait_for(lambda n=node, o=owned: n.caught_up() == set(o), 15,
-                                   f"{node.name} holds its shards")
-                history = await _drive(nodes, _stream(random.Random(7), _now_ms() + 300))
-                settled_ms = max(row[2] for row in history) + 4_000  # every 3 s wait is over
-                await asyncio.sleep(max(0.0, (settled_ms - _now_ms()) / 1000))
-                expected = _backtest(sequences, history, settled_ms)
-                assert 20 < len(expected) < 2 * USERS  # the stream exercises both sequences
-                await catcher.wait_for(len(expected), timeout_s=30)
-                await asyncio.sleep(1.0)  # nothing more may come
-                sent = set()
-                for node, (_, owned) in zip(nodes, OWNERS.items(), strict=True):
-                    for shard in range(8):
-                        users = node.shard_rows(shard, "SELECT key FROM users")
-                        logged = node.shard_rows(
-                            shard, "SELECT user_key, sequence, step FROM send_log"
-                            " WHERE status = 'sent'")
-                        if shard not in owned:
-                            assert users == [] and logged == [], (node.name, shard)
-                            continue
-                        assert all(shard_of(key, 8) == shard for (key,) in users)
-                        sent |= set(logged)
-                assert sent == expected
-                recipients = sorted(m.envelope_to for m in catcher.messages)
-                assert len(recipients) == len(expected)
-                ids = {dict(m.headers).get("Message-ID") for m in catcher.messages}
-                assert len(ids) == len(expected)
-                await _erase_everywhere(nodes)
-            finally:  # in threads: the mail catcher on this loop answers their goodbyes
-                for node in nodes:
-                    await asyncio.to_thread(node.stop)
-                nats.stop()
+        async with cluster(tmp_path, [cart_nudge("3s"), PRICING], OWNERS) as running:
+            catcher, nodes = running.catcher, running.nodes
+            await running.start(OWNERS)
+            history = await _drive(nodes, _stream(random.Random(7), _now_ms() + 300))
+            settled_ms = max(row[2] for row in history) + 4_000  # every 3 s wait is over
+            await asyncio.sleep(max(0.0, (settled_ms - _now_ms()) / 1000))
+            expected = _backtest(tmp_path / "seq", history, settled_ms)
+            assert 20 < len(expected) < 2 * USERS  # the stream exercises both sequences
+            await catcher.wait_for(len(expected), timeout_s=30)
+            await asyncio.sleep(1.0)  # nothing more may come
+            sent = set()
+            for node, (_, owned) in zip(nodes, OWNERS.items(), strict=True):
+                for shard in range(8):
+                    users = node.shard_rows(shard, "SELECT key FROM users")
+                    logged = node.shard_rows(
+                        shard, "SELECT user_key, sequence, step FROM send_log"
+                        " WHERE status = 'sent'")
+                    if shard not in owned:
+                        assert users == [] and logged == [], (node.name, shard)
+                        continue
+                    assert all(shard_of(key, 8) == shard for (key,) in users)
+                    sent |= set(logged)
+            assert sent == expected
+            recipients = sorted(m.envelope_to for m in catcher.messages)
+            assert len(recipients) == len(expected)
+            ids = {dict(m.headers).get("Message-ID") for m in catcher.messages}
+            assert len(ids) == len(expected)
+            await _erase_everywhere(nodes)
 
     asyncio.run(scenario())
 
