@@ -17,6 +17,10 @@ when there is one (the server must see a bot in every batch). The identity goes 
 identify event is (or, given by `set_identity`, in the next batch): the server remembers which
 user a device became and routes its later batches there, so repeating the email and its
 signature (about 100 bytes) would buy nothing.
+
+A resumable batcher (`resumable=True`, for hosts that read the server's acks) goes further: see
+collector/resume.py. Its batches count on the strings the server keeps for the stream, record how
+many in `strings_from`, and go out timed by their age, resumed once an ack gave a token.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Literal
 
 from collector.events import Event, StringTable, decode_event, encode_event
 from collector.gen.pulsewire.v1 import batch_pb2, events_pb2
+from collector.resume import ResumeState
 from collector.retry_queue import MAX_BATCHES, RetryQueue, Storage
 
 COLLECTOR_NAME = "python/0.1.0"
@@ -35,6 +40,8 @@ MAX_AGE_MS = 5_000
 MAX_BYTES = 64 * 1024
 _UINT32_MAX = 2**32 - 1
 _INT_FIELD_MAX_BYTES = 11  # tag + a 10-byte varint: the most seq, base_time or sent_at take
+_INT_FIELDS = 4  # seq, base_time_ms, sent_at_ms, stream (resumable: seq, stream, age_ms)
+_FLAG_FIELD_BYTES = 2  # resumable
 
 DeviceClass = Literal["", "desktop", "mobile", "tablet", "bot"]
 _DEVICE_CLASSES: dict[str, int] = {"": 0, "desktop": 1, "mobile": 2, "tablet": 3, "bot": 4}
@@ -82,12 +89,14 @@ def _field_len(payload_bytes: int) -> int:
 
 
 class _OpenBatch:
-    def __init__(self, page_path: str, at_ms: int) -> None:
-        self.strings = StringTable(page_path)
+    def __init__(self, page_path: str, at_ms: int, kept: list[str]) -> None:
+        """`kept`: the strings the server keeps for the stream, which this batch counts on."""
+        self.strings = StringTable.carrying(kept, page_path)
+        self.kept = len(kept)
         self.events: list[events_pb2.Event] = []
         self.base_time_ms = at_ms
         self.last_ms = at_ms
-        self.body_bytes = _field_len(len(page_path.encode()))
+        self.body_bytes = sum(_field_len(len(s.encode())) for s in self.strings.strings)
 
 
 class Batcher:
@@ -100,11 +109,17 @@ class Batcher:
         context: BatchContext | None = None,
         storage: Storage | None = None,
         limits: BatchLimits | None = None,
+        resumable: bool = False,
     ) -> None:
         self.limits = limits or BatchLimits()
         self.queue = RetryQueue(
             device_id, storage, stream=stream, cap=self.limits.max_queued_batches
         )
+        self.resume = ResumeState(stream) if resumable else None
+        self._storage = storage
+        self._resume_key = f"pulsewire.{device_id}.resume"
+        if self.resume is not None and storage is not None:
+            self.resume.load(_read(storage, self._resume_key))
         self.oversize_events = 0
         self._site_key = site_key
         self._device_id = device_id
@@ -124,10 +139,10 @@ class Batcher:
         if self._open is not None and event.at_ms - self._open.last_ms > _UINT32_MAX:
             self._seal()
         if self._open is None:
-            self._open = _OpenBatch(page_path, event.at_ms)
+            self._open = self._opened(page_path, event.at_ms)
         if not self._append(self._open, event):
             self._seal()
-            self._open = _OpenBatch(page_path, event.at_ms)
+            self._open = self._opened(page_path, event.at_ms)
             if not self._append(self._open, event):
                 self._open = None
                 self.oversize_events += 1
@@ -157,8 +172,21 @@ class Batcher:
         self._unsent.clear()
         return [self._stamped(b, now_ms) for b in self.queue.pending()]
 
-    def ack(self, seq: int, stream: int | None = None) -> bool:
+    def ack(self, seq: int, stream: int | None = None, *, resume: int = 0,
+            strings_kept: int = 0) -> bool:
+        """Forget an acked batch; what the ack says the server keeps is learnt first."""
+        if resume and self.resume is not None and stream in (None, self.queue.stream):
+            acked = self.queue.get(seq)
+            if acked is not None and self.resume.learn(resume, acked, strings_kept):
+                self._save_resume()
         return self.queue.ack(seq, stream)
+
+    def _save_resume(self) -> None:
+        if self._storage is not None and self.resume is not None:
+            try:
+                self._storage.set(self._resume_key, self.resume.to_text())
+            except Exception:  # full or refused: the next page load starts in full
+                self.queue.storage_failures += 1
 
     def pending(self) -> list[batch_pb2.Batch]:
         return self.queue.pending()
@@ -186,7 +214,8 @@ class Batcher:
             identity=self._identity,
             context=self._context,
         )
-        return int(head.ByteSize()) + 4 * _INT_FIELD_MAX_BYTES
+        flag = _FLAG_FIELD_BYTES if self.resume is not None else 0
+        return int(head.ByteSize()) + _INT_FIELDS * _INT_FIELD_MAX_BYTES + flag
 
     def sealed_apart(
         self, extra: list[Event], page_path: str, seq: int, now_ms: int
@@ -196,14 +225,12 @@ class Batcher:
         draft = copy.deepcopy(self._open)
         for event in extra:
             if draft is None:
-                draft = _OpenBatch(page_path, event.at_ms)
+                draft = self._opened(page_path, event.at_ms)
             if not self._append(draft, event):
                 break
         if draft is None or not draft.events:
             return None
-        batch = self._sealed(draft, seq)
-        batch.sent_at_ms = now_ms
-        return batch
+        return self._stamped(self._sealed(draft, seq), now_ms)
 
     def _sealed(self, batch: _OpenBatch, seq: int) -> batch_pb2.Batch:
         sealed = batch_pb2.Batch(
@@ -215,6 +242,9 @@ class Batcher:
             strings=batch.strings.strings,
             events=batch.events,
         )
+        if self.resume is not None:
+            sealed.resumable = True
+            sealed.strings_from = batch.kept
         context = self._context_later if self._context_sent else self._context
         if context.ByteSize():
             sealed.context.CopyFrom(context)
@@ -232,12 +262,27 @@ class Batcher:
         self.queue.push(sealed)
         self._unsent.append(sealed.seq)
 
-    @staticmethod
-    def _stamped(batch: batch_pb2.Batch, now_ms: int) -> batch_pb2.Batch:
+    def _opened(self, page_path: str, at_ms: int) -> _OpenBatch:
+        if self.resume is None:
+            return _OpenBatch(page_path, at_ms, [])
+        self.resume.expire(at_ms)
+        return _OpenBatch(page_path, at_ms, self.resume.kept)
+
+    def _stamped(self, batch: batch_pb2.Batch, now_ms: int) -> batch_pb2.Batch:
+        """The batch as it goes out at `now_ms` (a copy: the queue keeps its own)."""
+        if self.resume is not None:
+            return self.resume.wire(batch, now_ms)
         batch.sent_at_ms = now_ms
         out = batch_pb2.Batch()
         out.CopyFrom(batch)
         return out
+
+
+def _read(storage: Storage, key: str) -> str | None:
+    try:
+        return storage.get(key)
+    except Exception:  # storage refused: as if nothing were saved
+        return None
 
 
 def decode_batch(batch: batch_pb2.Batch) -> list[Event]:

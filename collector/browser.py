@@ -9,15 +9,17 @@ input.
 
 Sending: batches go as unary gRPC-Web calls (`fetch`), one per batch; an ack removes the batch
 from the retry queue, a refusal that will never pass (INVALID_ARGUMENT) drops it, anything else
-is retried with backoff under the same seq. The queue's saved text is mirrored to the page,
-which keeps it in localStorage (a worker has none). A closing tab gives a worker no time at all,
-so after every message and every tick the page is also given the host's last words: one batch,
-numbered LAST_WORDS_SEQ, holding what the page would still send if it ended now (the open
-batch, the open hover, the deepest scroll and engaged time, see `Collector.last_words`). When
-the page goes away it beacons the queue and the last words, and hands the signals the worker
-had not taken in back to the loader, which sends them raw as chunk 1 (whose batches are
-numbered from 1 << 16, above anything here). A page driven by automation that says so
-(`navigator.webdriver`) is a bot.
+is retried with backoff under the same seq. Batches are resumable (collector/resume.py): after
+the first ack they leave out what the server keeps of the page load; a server that no longer
+holds it (FAILED_PRECONDITION) gets them again in full at once. The queue's saved text is
+mirrored to the page, which keeps it in localStorage (a worker has none). A closing tab gives a
+worker no time at all, so after every message and every tick the page is also given the host's
+last words: one batch, numbered LAST_WORDS_SEQ, holding what the page would still send if it
+ended now (the open batch, the open hover, the deepest scroll and engaged time, see
+`Collector.last_words`). When the page goes away it beacons the queue and the last words, and
+hands the signals the worker had not taken in back to the loader, which sends them raw as
+chunk 1 (whose batches are numbered from 1 << 16, above anything here). A page driven by
+automation that says so (`navigator.webdriver`) is a bot.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ LAST_WORDS_SEQ = 65_535  # one page load sends last words once: at its end
 BACKOFF_FIRST_MS = 1_000
 BACKOFF_MAX_MS = 30_000
 _INVALID_ARGUMENT = 3
+_FAILED_PRECONDITION = 9
 
 
 def _now() -> int:
@@ -63,11 +66,14 @@ def _bytes_to_js(data: bytes) -> Any:
 
 
 class MirroredStorage:
-    """The retry queue's storage: what the page had saved, and every save posted back to it."""
+    """The collector's storage (the retry queue, the resume state): what the page had saved
+    under each name, and every save posted back to it under that name."""
 
-    def __init__(self, queue_key: str, saved: str, post: Callable[[Any], None]) -> None:
-        self._values = {queue_key: saved}
-        self._queue_key = queue_key
+    def __init__(self, keys: dict[str, str], saved: dict[str, str],
+                 post: Callable[[Any], None]) -> None:
+        """`keys`: storage key -> the name the page knows it by ("queue", "resume")."""
+        self._names = keys
+        self._values = {key: saved.get(name, "") for key, name in keys.items()}
         self._post = post
 
     def get(self, key: str) -> str | None:
@@ -75,8 +81,8 @@ class MirroredStorage:
 
     def set(self, key: str, value: str) -> None:
         self._values[key] = value
-        if key == self._queue_key:
-            self._post(_js({"queue": value}))
+        if key in self._names:
+            self._post(_js({self._names[key]: value}))
 
 
 class WorkerHost:
@@ -91,18 +97,21 @@ class WorkerHost:
         self._tasks: set[asyncio.Future[None]] = set()
         device = str(init["device"])
         ctx = dict(init.get("ctx") or {})
-        storage = MirroredStorage(f"pulsewire.{device}.queue", str(init.get("queue") or ""),
-                                  post)
+        storage = MirroredStorage(
+            {f"pulsewire.{device}.queue": "queue", f"pulsewire.{device}.resume": "resume"},
+            {name: str(init.get(name) or "") for name in ("queue", "resume")}, post)
         self.collector = Collector(
             str(init["site"]), device, stream=int(init["load"]), storage=storage,
             context=_context(init, ctx),
             limits=BatchLimits(max_age_ms=int(config.get("batch_max_age_ms", 5_000))),
-            settings=SignalSettings.from_config(config.get("signals", {})))
+            settings=SignalSettings.from_config(config.get("signals", {})), resumable=True)
         self._payload = RawPayload(str(init["site"]), device, int(init["load"]),
                                    int(init["t0"]), 0, ctx, [], 0)
         self._tick_proxy = create_proxy(self._tick)
         setInterval(self._tick_proxy, TICK_MS)
-        self._send(self.collector.resend(_now()))  # what earlier page loads left unacked
+        self._stream = int(init["load"])
+        now = _now()
+        self._send(self.collector.resend(now), now)  # what earlier page loads left unacked
 
     def receive(self, message: Any) -> None:
         """Signals from the page: replay them and send what is due; the page being hidden
@@ -116,9 +125,9 @@ class WorkerHost:
         # one (the backlog at boot) carry earlier times, and time counted past them is final.
         at = max((self._payload.t0 + int(s[0]) for s in signals), default=_now())
         if any(s[1] == "v" and not s[2] for s in signals):
-            self._send(self.collector.flush(at))
+            self._send(self.collector.flush(at), at)
         else:
-            self._send(self.collector.tick(at))
+            self._send(self.collector.tick(at), at)
         self._report(len(signals), at)
 
     def _report(self, taken: int, at: int) -> None:
@@ -133,21 +142,24 @@ class WorkerHost:
         if self._retry_at and now >= self._retry_at:
             self._retry_at = 0
             batches = self.collector.resend(now)
-        self._send(batches)
+        self._send(batches, now)
         self._report(0, now)
 
-    def _send(self, batches: list[batch_pb2.Batch]) -> None:
+    def _send(self, batches: list[batch_pb2.Batch], handed_ms: int) -> None:
+        """Send batches handed out as of `handed_ms` (their age counts from then)."""
         for batch in batches:
-            key = (batch.stream, batch.seq)
+            key = (self._stream if batch.resume else batch.stream, batch.seq)
             if key not in self._in_flight:
                 self._in_flight.add(key)
-                task = asyncio.ensure_future(self._send_one(batch, key))
+                task = asyncio.ensure_future(self._send_one(batch, key, handed_ms))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-    async def _send_one(self, batch: batch_pb2.Batch, key: tuple[int, int]) -> None:
+    async def _send_one(self, batch: batch_pb2.Batch, key: tuple[int, int],
+                        handed_ms: int) -> None:
         self.sent += 1
-        batch.sent_at_ms = _now()  # by which the server corrects this page's clock
+        if not batch.base_time_ms:  # timed by its age: as of this moment, not the hand-out
+            batch.age_ms = min(batch.age_ms + max(0, _now() - handed_ms), 2**32 - 1)
         try:
             body = frame(batch.SerializeToString())
             response = await fetch(self.base + SEND_PATH, _js({
@@ -157,13 +169,15 @@ class WorkerHost:
             answer = (await response.arrayBuffer()).to_bytes()
             data = [m for flags, m in split_frames(answer) if not flags & TRAILER_FLAG]
             if not status and data:
-                ack = batch_pb2.Ack.FromString(data[0])
-                self.collector.ack(ack.seq, ack.stream)
+                self.collector.acked(batch_pb2.Ack.FromString(data[0]))
                 self.acked += 1
                 self._backoff_ms = BACKOFF_FIRST_MS
             elif status and int(status) == _INVALID_ARGUMENT:
-                self.collector.ack(batch.seq, batch.stream)  # it will never pass
+                self.collector.ack(key[1], key[0])  # it will never pass
                 self.dropped += 1
+            elif status and int(status) == _FAILED_PRECONDITION:
+                self.collector.forget_resume()  # the server lost the page load: in full, now
+                self._retry_at = _now()
             else:
                 self._failed()
         except Exception:  # offline, server down: the batch stays queued

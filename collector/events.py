@@ -41,6 +41,16 @@ class StringTable:
             self._index[value] = found
         return found
 
+    @classmethod
+    def carrying(cls, kept: list[str], first: str) -> StringTable:
+        """A table that starts with `kept` (`first` at 0 when there are none)."""
+        if not kept:
+            return cls(first)
+        table = cls(kept[0])
+        for value in kept[1:]:
+            table.index(value)
+        return table
+
     def __len__(self) -> int:
         return len(self.strings)
 

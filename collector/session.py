@@ -85,12 +85,13 @@ class Collector:
         context: BatchContext | None = None,
         limits: BatchLimits | None = None,
         settings: SignalSettings | None = None,
+        resumable: bool = False,
     ) -> None:
         self.context = context or BatchContext()
         self.settings = settings or SignalSettings()
         self.batcher = Batcher(
             site_key, device_id, stream=stream, context=self.context, storage=storage,
-            limits=limits,
+            limits=limits, resumable=resumable,
         )
         self._page: _Page | None = None
 
@@ -179,6 +180,16 @@ class Collector:
     def ack(self, seq: int, stream: int | None = None) -> bool:
         """Forget an acked batch; `stream` names another page load's batch that this one resent."""
         return self.batcher.ack(seq, stream)
+
+    def acked(self, ack: batch_pb2.Ack) -> bool:
+        """Forget the batch `ack` answers, learning what the server keeps of the stream."""
+        return self.batcher.ack(ack.seq, ack.stream, resume=ack.resume,
+                                strings_kept=ack.strings_kept)
+
+    def forget_resume(self) -> None:
+        """The server refused a resumed batch (FAILED_PRECONDITION): send in full again."""
+        if self.batcher.resume is not None:
+            self.batcher.resume.forget()
 
     def pending(self) -> list[batch_pb2.Batch]:
         return self.batcher.pending()

@@ -3,9 +3,10 @@
 // (collector/browser.py), takes the loader's signals and feeds them to it. Pyodide's boot and
 // every line of Python run off the page's thread: the page never waits for them.
 //
-// The worker sends its batches itself (gRPC-Web) and mirrors its retry queue here, where it is
-// kept in localStorage for the next page load, along with its "last words": the batch it would
-// still send if the page ended now. Page hide is the page's business, because a worker dies
+// The worker sends its batches itself (gRPC-Web) and mirrors its retry queue and its resume
+// state (what the server keeps of this page load, which the next one carries on from) here,
+// where they are kept in localStorage for the next page load, along with its "last words": the
+// batch it would still send if the page ended now. Page hide is the page's business, because a worker dies
 // with its page: the unacked batches and the last words go in one beacon (gRPC-Web frames as
 // text/plain, no preflight), and the signals the worker has not taken in yet go back to the
 // loader, which sends them raw as chunk 1 (the server replays them; the worker's batches and
@@ -16,13 +17,16 @@ export function boot(h) {
   const started = performance.now();
   const url = h.assets + "worker.mjs";
   const key = `pulsewire.${h.device}.queue`;
+  const resumeKey = `pulsewire.${h.device}.resume`;
   const worker = new URL(url).origin === location.origin
     ? new Worker(url, { type: "module" })
     : new Worker(URL.createObjectURL(new Blob([`import ${JSON.stringify(url)};`],
       { type: "text/javascript" })), { type: "module" });
   let queue = "";
+  let resume = "";
   try {
     queue = localStorage.getItem(key) || "";
+    resume = localStorage.getItem(resumeKey) || "";
   } catch (_) {
     // storage blocked: the queue lives in memory only
   }
@@ -41,6 +45,13 @@ export function boot(h) {
         localStorage.setItem(key, queue);
       } catch (_) {
         // full or blocked: the worker still holds the batches
+      }
+    }
+    if (data.resume !== undefined) {
+      try {
+        localStorage.setItem(resumeKey, data.resume);
+      } catch (_) {
+        // full or blocked: the next page load sends its first batch in full
       }
     }
     if (data.ready && window.pw) window.pw.boot_ms = Math.round(performance.now() - started);
@@ -74,7 +85,7 @@ export function boot(h) {
   worker.postMessage({
     init: {
       site: h.site, device: h.device, load: h.load, t0: h.t0, ctx: h.ctx, base: h.base,
-      queue, agent: navigator.userAgent, webdriver: Boolean(navigator.webdriver),
+      queue, resume, agent: navigator.userAgent, webdriver: Boolean(navigator.webdriver),
       vw: innerWidth, vh: innerHeight,
     },
   });

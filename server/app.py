@@ -183,6 +183,7 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
             app.shards = held
             ingestor = Ingestor(settings, held, clock, **counters)
         metrics.watch_queues(lambda: [(s.index, s.queue_depth) for s in app.shards])
+        metrics.resumed_streams.set_function(lambda: len(ingestor.resumed))
         admin = AdminActions(app.shards, app.reload, clock.now_ms,
                              lambda: app.engine.rules.descriptions,
                              broadcast=app.cluster.broadcast if app.cluster else None)

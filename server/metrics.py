@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -68,6 +68,9 @@ class Metrics:
                                    registry=r)
         self.emails_failed = Counter("pulsewire_emails_failed", "Email attempts that failed",
                                      ["kind"], registry=r)
+        self.resumed_streams = Gauge("pulsewire_resumed_streams", "Streams whose site, device,"
+                                     " context and strings are kept for resumed batches",
+                                     registry=r)
 
     def shard_observer(self) -> ShardObserver:
         metrics = self

@@ -97,7 +97,10 @@ def rows(r: Results) -> list[tuple[str, str, str, str]]:
          "timer_lateness_p99_ms"),
         ("wire bytes per event, demo visit, gRPC-Web frames", _n(r.get("wire_bytes_per_event")),
          f"Segment-style JSON gzip -6 {_n(r.get('json_gzip_bytes_per_event'))} "
-         f"({_n(r.get('json_gzip_to_wire_ratio'))}x)", "wire_bytes_per_event"),
+         f"({_n(r.get('json_gzip_to_wire_ratio'))}x); {_n(r.get('wire_events'))} events in "
+         f"{_n(r.get('wire_batches'))} batches, {_n(r.get('wire_resumed_batches'))} resumed; "
+         f"not resumed {_n(r.get('wire_bytes_per_event_not_resumed'))}",
+         "wire_bytes_per_event"),
         (f"backtest, {_n(r.get('backtest_events'))} events, end to end (events/s)",
          _n(r.get("backtest_events_per_s")),
          f"engine phase {_n(r.get('backtest_engine_events_per_s'))}", "backtest_events_per_s"),

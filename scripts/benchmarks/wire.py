@@ -9,7 +9,9 @@ buys. Each page load gets its own Collector (its own stream), sent the way the b
 sends (collector/browser.py): a tick every 250 ms seals a batch once its oldest event is the
 site's `batch_max_age_ms` old (the demo site's, from examples/demo.toml), commands included, and
 leaving the page (hidden) sends the rest. Every batch is one gRPC-Web frame: its bytes + the
-5-byte frame header.
+5-byte frame header. The collectors are resumable, as the browser host's are, and each batch is
+answered as the server answers it (server/rpc/resume.py keeps the streams, and the acks carry
+its tokens and kept-string counts), so a page load's later batches go resumed.
 
 The JSON side: each wire batch, decoded back (`collector.decode_batch`), becomes one
 `{"batch": [...], "sentAt": ...}` of Segment-style track calls (event, properties, anonymousId,
@@ -34,6 +36,7 @@ from typing import Any
 from collector import BatchLimits, Collector, decode_batch, sign_email
 from collector.gen.pulsewire.v1 import batch_pb2
 from scripts.benchmarks.server_stack import EXAMPLES, REPO
+from server.rpc.resume import ResumedStreams
 
 
 def _wire_size_tests() -> ModuleType:
@@ -58,14 +61,26 @@ USER_AGENT = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like G
 SHOP = "https://shop.example"
 
 
-class _BrowserLikeHost:
-    """One page load's collector, sent as the browser host sends; acked at once."""
+class _Storage(dict[str, str]):
+    def set(self, key: str, value: str) -> None:
+        self[key] = value
 
-    def __init__(self, stream: int, now_ms: int, max_age_ms: int) -> None:
+
+class _BrowserLikeHost:
+    """One page load's collector, sent as the browser host sends; acked at once, as the
+    server acks (`server` keeps the resumed streams). `sent` holds what went on the wire,
+    `in_full` the same batches in full, with their send time as sent_at_ms."""
+
+    def __init__(self, stream: int, now_ms: int, max_age_ms: int, server: ResumedStreams,
+                 storage: _Storage, resumable: bool = True) -> None:
         self.collector = Collector(SITE_KEY, DEVICE_ID, stream=stream, context=CONTEXT,
-                                   limits=BatchLimits(max_age_ms=max_age_ms))
+                                   limits=BatchLimits(max_age_ms=max_age_ms),
+                                   resumable=resumable, storage=storage)
         self.sent: list[batch_pb2.Batch] = []
+        self.in_full: list[batch_pb2.Batch] = []
+        self._server = server
         self._next_tick = now_ms + TICK_MS
+        self._now_ms = now_ms
 
     def page_view(self, path: str, title: str, referrer: str, now_ms: int) -> None:
         self._until(now_ms)
@@ -106,28 +121,49 @@ class _BrowserLikeHost:
 
     def _until(self, now_ms: int) -> None:
         while self._next_tick <= now_ms:
+            self._now_ms = self._next_tick
             self._send(self.collector.tick(self._next_tick))
             self._next_tick += TICK_MS
+        self._now_ms = now_ms
 
     def _send(self, batches: list[batch_pb2.Batch]) -> None:
         for batch in batches:
+            full = batch_pb2.Batch()
+            full.CopyFrom(self.collector.batcher.queue.get(batch.seq))
+            full.sent_at_ms = self._now_ms
             self.sent.append(batch)
-            self.collector.ack(batch.seq)
+            self.in_full.append(full)
+            ack = batch_pb2.Ack(seq=batch.seq, stream=full.stream)
+            if batch.resume:
+                earlier = self._server.get(batch.resume, self._now_ms)
+                if batch.stream and batch.stream != earlier.stream:
+                    ack.resume, ack.strings_kept = self._server.carry_on(earlier, batch,
+                                                                         self._now_ms)
+                else:
+                    ack.resume = batch.resume
+                    ack.strings_kept = self._server.extend(earlier, batch)
+            elif batch.resumable:
+                ack.resume, ack.strings_kept = self._server.keep(batch, self._now_ms)
+            self.collector.acked(ack)
 
 
-def demo_visit(max_age_ms: int) -> list[batch_pb2.Batch]:
-    """Catalog, two product pages, checkout with sign-in and purchase: every batch sent."""
-    sent: list[batch_pb2.Batch] = []
+def demo_visit(max_age_ms: int, resumable: bool = True,
+               ) -> tuple[list[batch_pb2.Batch], list[batch_pb2.Batch]]:
+    """Catalog, two product pages, checkout with sign-in and purchase: every batch as sent,
+    and the same in full."""
+    server = ResumedStreams()
+    storage = _Storage()  # the device's localStorage, which page loads share
+    hosts: list[_BrowserLikeHost] = []
     t = T0
     pages = [("/demo/", "premium-laptop", False), ("/demo/product/premium-laptop",
              "premium-laptop", False), ("/demo/product/anc-headphones", "anc-headphones", True)]
     for stream, (path, sku, add) in enumerate(pages, start=1):
-        host = _BrowserLikeHost(stream, t, max_age_ms)  # takes the Collector calls it makes
-        t = product_page(host, t, path, sku, add_to_cart=add)
+        host = _BrowserLikeHost(stream, t, max_age_ms, server, storage, resumable)
+        t = product_page(host, t, path, sku, add_to_cart=add)  # makes Collector calls
         host.leave(t)
-        sent += host.sent
+        hosts.append(host)
         t += 800
-    host = _BrowserLikeHost(len(pages) + 1, t, max_age_ms)
+    host = _BrowserLikeHost(len(pages) + 1, t, max_age_ms, server, storage, resumable)
     host.page_view("/demo/checkout", "Checkout – Acme Store", "/demo/product/anc-headphones", t)
     host.scroll_to(40, t + 3_100)
     email = "ann.berger@example.com"
@@ -137,7 +173,8 @@ def demo_visit(max_age_ms: int) -> list[batch_pb2.Batch]:
     host.track("purchase", {"order_id": "o_5521", "value": 1299.0, "cart_id": "c_8f3a2b"},
                t + 31_900)
     host.leave(t + 34_000)
-    return sent + host.sent
+    hosts.append(host)
+    return [b for h in hosts for b in h.sent], [b for h in hosts for b in h.in_full]
 
 
 def demo_max_age_ms() -> int:
@@ -190,15 +227,17 @@ def _wire_bytes(batches: list[batch_pb2.Batch]) -> int:
 
 
 def measure() -> dict[str, Any]:
-    """The demo site's batch age; beside it, the collector's default age and one batch per
-    page load (a host that sent only when the page goes away): how much batching buys."""
+    """The demo site's batch age; beside it, the same batches not resumed, the collector's
+    default age, and one batch per page load (a host that sent only when the page goes away):
+    how much resuming and batching buy."""
     max_age_ms = demo_max_age_ms()
-    batches = demo_visit(max_age_ms)
+    batches, in_full = demo_visit(max_age_ms)
     events = sum(len(b.events) for b in batches)
     wire = _wire_bytes(batches)
-    default_age = demo_visit(BatchLimits().max_age_ms)
-    per_page = demo_visit(10**9)
-    documents = segment_json(batches)
+    default_age, _ = demo_visit(BatchLimits().max_age_ms)
+    per_page, _ = demo_visit(10**9)
+    not_resumed, _ = demo_visit(max_age_ms, resumable=False)
+    documents = segment_json(in_full)
     plain = sum(len(d) for d in documents)
     zipped = sum(len(gzip.compress(d, compresslevel=6)) for d in documents)
     figures = {"wire_bytes_per_event": round(wire / events, 2),
@@ -207,6 +246,8 @@ def measure() -> dict[str, Any]:
                "json_gzip_to_wire_ratio": round(zipped / wire, 2),
                "wire_events": events, "wire_batches": len(batches),
                "wire_batch_max_age_ms": max_age_ms,
+               "wire_bytes_per_event_not_resumed": round(_wire_bytes(not_resumed) / events, 2),
+               "wire_resumed_batches": sum(1 for b in batches if b.resume),
                "wire_bytes_per_event_default_age": round(_wire_bytes(default_age) / events, 2),
                "wire_bytes_per_event_one_batch_per_page": round(_wire_bytes(per_page) / events,
                                                                 2)}

@@ -3,7 +3,11 @@
 Everything a collector sends is checked here, and a fault is an InvalidBatch whose message
 says where ("events[3].scroll.path: string index 9 is outside the table of 4 strings"), so a
 client developer can fix it from the status alone. Event times: the batch's client clock is
-corrected by (receipt - sent_at), and no event may be later than its receipt. An identify is
+corrected by (receipt - sent_at), or, in a batch that gives its age instead, the first event
+happened that long before receipt; no event may be later than its receipt. A resumed batch is
+read with what the server kept of its stream (server/rpc/resume.py): device, stream (unless it
+names one of its own: it carries on from the token's), context and the first strings of its
+table. An identify is
 verified by HMAC-SHA256 of the lowercased email with the site secret; a wrong or missing
 signature keeps the identity, unverified, and such a user is never mailed.
 """
@@ -21,6 +25,7 @@ from collector.identity import sign_email
 from server.config import IngestSettings, SiteSettings
 from server.engine import Event
 from server.errors import InvalidBatch
+from server.rpc.resume import ResumedStream
 from server.storage.router import routing_key
 from server.storage.shard import Identity
 
@@ -48,26 +53,35 @@ def _verified(site: SiteSettings, email: str, signature: str) -> bool:
 
 
 def decode_batch(batch: batch_pb2.Batch, site: SiteSettings, limits: IngestSettings,
-                 receipt_ms: int) -> DecodedBatch:
-    if not batch.device_id or len(batch.device_id) > _MAX_DEVICE_ID:
+                 receipt_ms: int, resumed: ResumedStream | None = None) -> DecodedBatch:
+    if resumed is not None:
+        if batch.site_key or batch.device_id or batch.HasField("context"):
+            raise InvalidBatch("resume: a resumed batch leaves out site_key, device_id and "
+                               "context")
+        device, context = resumed.device_id, resumed.context
+        stream = batch.stream or resumed.stream  # a stream of its own: a later page load's
+        strings = resumed.table(batch)
+    else:
+        device, stream, context = batch.device_id, batch.stream, batch.context
+        strings = list(batch.strings)
+    if not device or len(device) > _MAX_DEVICE_ID:
         raise InvalidBatch(f"device_id: must be 1 to {_MAX_DEVICE_ID} characters")
     if batch.seq < 1:
         raise InvalidBatch("seq: must be 1 or more")
-    if batch.stream and (batch.stream >= 2**31 or batch.seq >= 2**32):
+    if stream and (stream >= 2**31 or batch.seq >= 2**32):
         raise InvalidBatch("stream: must be below 2^31, with seq below 2^32")
     if len(batch.events) > limits.max_events_per_batch:
         raise InvalidBatch(f"events: {len(batch.events)} events, at most "
                            f"{limits.max_events_per_batch} per batch")
-    strings = list(batch.strings)
     for i, text in enumerate(strings):
         if len(text) > _MAX_STRING:
             raise InvalidBatch(f"strings[{i}]: longer than {_MAX_STRING} characters")
     offset = receipt_ms - batch.sent_at_ms if batch.sent_at_ms > 0 else 0
-    tz = batch.context.timezone or None
+    tz = context.timezone or None
     events: list[Event] = []
     at = batch.base_time_ms
-    if at == 0:  # no client clock: the last event happened at receipt
-        at, offset = receipt_ms - sum(e.dt_ms for e in batch.events), 0
+    if at == 0:  # timed by its age: the first event happened age_ms before receipt
+        at, offset = receipt_ms - batch.age_ms, 0
     identify = None
     for i, event in enumerate(batch.events):
         at += event.dt_ms
@@ -81,7 +95,7 @@ def decode_batch(batch: batch_pb2.Batch, site: SiteSettings, limits: IngestSetti
         except (IndexError, _FieldError) as err:
             raise InvalidBatch(_located(i, kind, payload, strings, err)) from None
         if kind == "purchase" and not props["currency"]:
-            props["currency"] = batch.context.currency
+            props["currency"] = context.currency
         if kind == "identify":
             identify = payload  # it names the user for the whole batch
             props["verified"] = bool(payload.email) and _verified(site, payload.email,
@@ -91,8 +105,8 @@ def decode_batch(batch: batch_pb2.Batch, site: SiteSettings, limits: IngestSetti
     user_id = identity.user_id if identity else None
     email = identity.email if identity else None
     # One dedup number per (stream, seq): a stream's seqs live above bit 32.
-    return DecodedBatch(routing_key(batch.device_id, user_id, email), batch.device_id,
-                        batch.stream << 32 | batch.seq, identity, events)
+    return DecodedBatch(routing_key(device, user_id, email), device, stream << 32 | batch.seq,
+                        identity, events)
 
 
 def _identity(ident: Any, site: SiteSettings) -> Identity | None:

@@ -1,6 +1,9 @@
 """The Ingest service: batches in, acks out once durable. Transport-independent core
 (`Ingestor`) plus the thin gRPC servicer; gRPC-Web and beacons reuse the same core.
 
+A resumable batch leaves its stream's site, device, context and strings in `ResumedStreams`
+(server/rpc/resume.py), and its ack carries the token that later, resumed batches name instead.
+
 A unary Send answers a refused batch with a gRPC status. A Stream answers every batch with an
 Ack, a refused one with a Rejection inside it, so one bad batch never ends the stream; batches
 of a stream are applied concurrently (up to STREAM_WINDOW at a time) and acked as they commit.
@@ -23,6 +26,7 @@ from server.errors import PulsewireError
 from server.rpc.batches import DecodedBatch, decode_batch
 from server.rpc.gen.pulsewire.v1 import ingest_pb2_grpc
 from server.rpc.rate import TokenBucket
+from server.rpc.resume import ResumedStreams, ResumeUnknown
 from server.rpc.status import RateLimited, Unauthenticated, status_of
 from server.storage.router import shard_of
 from server.storage.shard import IngestResult, Shard
@@ -34,6 +38,8 @@ STREAM_WINDOW = 64
 
 
 class Ingestor:
+    logs_batches_in_full = False  # the distributed mode logs wire batches: resumed in full
+
     def __init__(self, settings: Settings, shards: list[Shard], clock: Clock,
                  on_rejected: Callable[[str], None] = lambda _reason: None,
                  on_accepted: Callable[[int], None] = lambda _n: None,
@@ -48,6 +54,7 @@ class Ingestor:
         self._on_accepted = on_accepted
         self._on_bot = on_bot
         self._devices = _DeviceOwners()
+        self.resumed = ResumedStreams()
 
     def _shard(self, key: str) -> Shard:
         return self._shards[shard_of(key, len(self._shards))]
@@ -77,27 +84,46 @@ class Ingestor:
             self._on_rejected(type(err).__name__)
             raise
 
+    def site_key_of(self, batch: batch_pb2.Batch) -> str:
+        """The batch's site: its own key, or for a resumed batch its stream's ("" unknown)."""
+        if not batch.resume:
+            return batch.site_key
+        try:
+            return self.resumed.get(batch.resume, self._clock.now_ms()).site_key
+        except ResumeUnknown:
+            return ""
+
     async def _accept(self, batch: batch_pb2.Batch) -> batch_pb2.Ack:
-        site = self._settings.site(batch.site_key)
+        now = self._clock.now_ms()
+        resumed = self.resumed.get(batch.resume, now) if batch.resume else None
+        site = self._settings.site(resumed.site_key if resumed else batch.site_key)
         if site is None:
             raise Unauthenticated("unknown site key")
         limits = self._settings.ingest
         size = batch.ByteSize()
         if size > limits.max_batch_bytes:
             raise RateLimited(f"batch is {size} bytes, at most {limits.max_batch_bytes}")
-        now = self._clock.now_ms()
-        decoded = decode_batch(batch, site, limits, now)
-        if batch.context.device_class == batch_pb2.Context.BOT:
+        decoded = decode_batch(batch, site, limits, now, resumed)
+        context = resumed.context if resumed else batch.context
+        if context.device_class == batch_pb2.Context.BOT:
             # Declared automation: counted, never stored, so it can never trigger an email.
             self._on_bot(len(decoded.events))
-            return ack_of(batch)
+            return _ack(batch, decoded)
         if not self._buckets[site.key].take(len(decoded.events), now):
             raise RateLimited(f"site {site.key!r} is over {limits.site_events_per_s:g} events/s")
-        result = await self.deliver(batch, decoded, now)
+        wire = resumed.in_full(batch) if resumed and self.logs_batches_in_full else batch
+        result = await self.deliver(wire, decoded, now)
         if not result.duplicate:
             self._on_accepted(result.accepted)
-        return ack_of(batch, accepted=0 if result.duplicate else result.accepted,
-                      duplicate=result.duplicate)
+        ack = _ack(batch, decoded, accepted=0 if result.duplicate else result.accepted,
+                   duplicate=result.duplicate)
+        if resumed is not None and batch.stream and batch.stream != resumed.stream:
+            ack.resume, ack.strings_kept = self.resumed.carry_on(resumed, batch, now)
+        elif resumed is not None:
+            ack.resume, ack.strings_kept = batch.resume, self.resumed.extend(resumed, batch)
+        elif batch.resumable:
+            ack.resume, ack.strings_kept = self.resumed.keep(batch, now)
+        return ack
 
     async def deliver(self, batch: batch_pb2.Batch, decoded: DecodedBatch,
                       now_ms: int) -> IngestResult:
@@ -121,8 +147,15 @@ class Ingestor:
 
 
 def ack_of(batch: batch_pb2.Batch, **fields: Any) -> batch_pb2.Ack:
-    """An answer naming `batch` (device, stream, seq), with `fields` set."""
-    return batch_pb2.Ack(seq=batch.seq, device_id=batch.device_id, stream=batch.stream, **fields)
+    """An answer naming `batch` (device, stream, seq, or its resume token), with `fields`."""
+    return batch_pb2.Ack(seq=batch.seq, device_id=batch.device_id, stream=batch.stream,
+                         resume=batch.resume, **fields)
+
+
+def _ack(batch: batch_pb2.Batch, decoded: DecodedBatch, **fields: Any) -> batch_pb2.Ack:
+    """An answer naming an accepted batch by its device and stream, also a resumed one."""
+    return batch_pb2.Ack(seq=batch.seq, device_id=decoded.device, stream=decoded.seq >> 32,
+                         **fields)
 
 
 class _DeviceOwners:

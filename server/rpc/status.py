@@ -12,6 +12,7 @@ from server.errors import (
     Unavailable,
 )
 from server.mail.render import InvalidTemplates
+from server.rpc.resume import ResumeUnknown
 
 __all__ = ["RateLimited", "Unauthenticated", "status_of"]
 
@@ -28,6 +29,7 @@ _TABLE: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (Unauthenticated, grpc.StatusCode.UNAUTHENTICATED),
     (RateLimited, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (InvalidBatch, grpc.StatusCode.INVALID_ARGUMENT),
+    (ResumeUnknown, grpc.StatusCode.FAILED_PRECONDITION),
     (InvalidSequence, grpc.StatusCode.FAILED_PRECONDITION),
     (InvalidTemplates, grpc.StatusCode.FAILED_PRECONDITION),
     (ShardClosed, grpc.StatusCode.UNAVAILABLE),

@@ -80,7 +80,8 @@ class Collect:
         except InvalidBatch as err:
             return Response(str(err), 400, headers=cors)
         for batch in batches:
-            if not origin_allowed(self.settings, batch.site_key, origin, own_origin(request)):
+            if not origin_allowed(self.settings, self._ingestor.site_key_of(batch), origin,
+                                  own_origin(request), resumed=bool(batch.resume)):
                 refused.append(f"seq {batch.seq}: origin not allowed")
                 continue
             try:

@@ -75,8 +75,11 @@ def own_origin(request: Request) -> str:
 
 
 def origin_allowed(settings: Settings, site_key: str, origin: str | None,
-                   own: str = "") -> bool:
-    if origin is None or origin == own:
+                   own: str = "", *, resumed: bool = False) -> bool:
+    """Whether a batch of `site_key` may come from `origin`. A resumed batch whose stream is
+    unknown here (`site_key` "") passes: the ingestor refuses it for that, which tells the
+    client to send it in full, where the origin is checked."""
+    if origin is None or origin == own or (resumed and not site_key):
         return True
     site = settings.site(site_key)
     return site is not None and origin in site.origins
@@ -126,7 +129,8 @@ class _Send:
         if len(messages) != 1:
             raise InvalidBatch(f"body: a unary call carries 1 message, not {len(messages)}")
         batch = decode_batch_frame(messages[0])
-        if not origin_allowed(self._settings, batch.site_key, origin, own):
+        if not origin_allowed(self._settings, self._ingestor.site_key_of(batch), origin, own,
+                              resumed=bool(batch.resume)):
             raise Unauthenticated(f"origin {origin} is not one of the site's origins")
         return await self._ingestor.accept(batch)
 

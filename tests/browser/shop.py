@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,6 +24,8 @@ from server.app import App, running
 from server.config import load_settings
 from server.mail.catalog import Catalog
 from server.mail.mailcatcher import MailCatcher
+from server.rpc.ingest import Ingestor
+from server.rpc.resume import ResumeUnknown
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -63,7 +67,8 @@ SIGNALS = "{idle_after_ms=3000, dwell_thresholds_ms=[3000, 6000], hover_min_ms=5
 class Shop:
     app: App
     catcher: MailCatcher
-    received: list[batch_pb2.Batch] = field(default_factory=list)
+    received: list[batch_pb2.Batch] = field(default_factory=list)  # each in full
+    resumed: list[batch_pb2.Batch] = field(default_factory=list)  # as sent, when resumed
 
     def tap(self) -> None:
         """Keep a copy of every batch the server is given, by any transport."""
@@ -72,9 +77,9 @@ class Shop:
         accept = ingestor.accept
 
         async def tapped(batch: batch_pb2.Batch) -> batch_pb2.Ack:
-            copy = batch_pb2.Batch()
-            copy.CopyFrom(batch)
-            self.received.append(copy)
+            if batch.resume:
+                self.resumed.append(batch)
+            self.received.append(_in_full(ingestor, batch))
             return await accept(batch)
         ingestor.accept = tapped  # type: ignore[method-assign]
 
@@ -89,6 +94,20 @@ class Shop:
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.app.http_port}"
+
+
+def _in_full(ingestor: Ingestor, batch: batch_pb2.Batch) -> batch_pb2.Batch:
+    """A copy of the batch in full, timed by the client clock as corrected at receipt (a
+    resumed batch with what the server keeps of its stream)."""
+    now_ms = int(time.time() * 1000)  # the server's clock in these tests
+    copy = batch_pb2.Batch()
+    copy.CopyFrom(batch)
+    if batch.resume:
+        with contextlib.suppress(ResumeUnknown):  # else refused: it comes again in full
+            copy = ingestor.resumed.get(batch.resume, now_ms).in_full(batch)
+    if not copy.base_time_ms:
+        copy.base_time_ms, copy.age_ms = now_ms - copy.age_ms, 0
+    return copy
 
 
 @asynccontextmanager

@@ -31,6 +31,9 @@ def test_an_engaged_shopper_who_leaves_gets_the_reminder_with_the_product(
             assert max(e.depth_pct for e in events if isinstance(e, Scroll)) >= 70
             assert off_machine(facts) == []
             assert collectors(running) == {"pyodide-browser/0.1.0"}
+            # after each page load's first ack its batches went resumed, and the second page
+            # load carried on from the first (the earlier token, a stream of its own)
+            assert running.resumed and any(b.stream for b in running.resumed)
             waited_ms = email.received_ms - facts["cart_at"]
             print(f"\nPyodide boot in the page: {facts['boot_ms']} ms; cart click to email at "
                   f"SMTP: {waited_ms} ms (the sequence waits 15000 ms)")

@@ -57,9 +57,11 @@ def test_metrics_count_events_rejections_commits_and_timer_lateness(tmp_path: Pa
     async def scenario() -> None:
         clock = ManualClock(T0)
         async with server(_settings(tmp_path), clock) as app, ingest_client(app) as client:
-            await client.Send(BatchBuilder().batch(T0, [
+            batch = BatchBuilder().batch(T0, [
                 (T0, "cart_add", {"cart_id": "c"}), (T0, "page_view", {"path": "/"})],
-                email="ann@example.com"))
+                email="ann@example.com")
+            batch.resumable = True
+            await client.Send(batch)
             with contextlib.suppress(grpc.aio.AioRpcError):
                 await client.Send(BatchBuilder(site_key="wrong").batch(T0, []))
             clock.advance(60 * 60_000 + 250)  # the timer fires 250 ms late on this clock
@@ -75,6 +77,7 @@ def test_metrics_count_events_rejections_commits_and_timer_lateness(tmp_path: Pa
             assert 'pulsewire_timer_lateness_ms_bucket{le="100.0"} 0.0' in text
             assert "pulsewire_commit_ms_count" in text
             assert 'pulsewire_shard_queue_depth{shard="0"}' in text
+            assert "pulsewire_resumed_streams 1.0" in text
 
     asyncio.run(scenario())
 

@@ -271,3 +271,35 @@ def test_batches_from_declared_bots_are_acked_counted_and_never_applied(tmp_path
         assert await count(app, "SELECT count(*) FROM users") == 0
         assert app.metrics.bot_events._value.get() == 1
     run(tmp_path, scenario)
+
+
+def test_resumed_batches_over_grpc_web_keep_the_origin_check(tmp_path: Path) -> None:
+    async def scenario(app: App) -> None:
+        first = cart_add(BatchBuilder("web-r"))
+        first.stream, first.resumable = 4, True
+        answer = await http(app, "/pulsewire.v1.Ingest/Send", frame(first), origin=ORIGIN,
+                            **GRPC_WEB)
+        ack = batch_pb2.Ack.FromString(read_frames(answer.body)[0][1])
+        assert ack.resume and ack.strings_kept == len(first.strings) and ack.stream == 4
+        later = batch_pb2.Batch(resume=ack.resume, seq=2, strings_from=ack.strings_kept,
+                                age_ms=1_000)
+        later.events.add(dt_ms=0).cart_add.sku = 1  # "lp14", a kept string
+        stranger = await http(app, "/pulsewire.v1.Ingest/Send", frame(later),
+                              origin="https://evil.example", **GRPC_WEB)
+        assert stranger.headers["grpc-status"] == "16"
+        answer = await http(app, "/pulsewire.v1.Ingest/Send", frame(later), origin=ORIGIN,
+                            **GRPC_WEB)
+        resumed = batch_pb2.Ack.FromString(read_frames(answer.body)[0][1])
+        assert (resumed.device_id, resumed.stream, resumed.accepted) == ("web-r", 4, 1)
+        assert await applied(app, "web-r") == 2
+        later.seq, later.resume = 3, ack.resume ^ 0xFFFF  # a token this server never gave
+        unknown = await http(app, "/pulsewire.v1.Ingest/Send", frame(later),
+                             origin="https://evil.example", **GRPC_WEB)
+        assert unknown.headers["grpc-status"] == "9"  # FAILED_PRECONDITION: send it in full
+        assert "in full" in urllib.parse.unquote(unknown.headers["grpc-message"])
+        later.resume = ack.resume
+        beacon = await http(app, "/pw/v1/beacon", frame(later), origin=ORIGIN,
+                            content_type="text/plain")
+        assert json.loads(beacon.body) == {"accepted": 1, "refused": []}
+        assert await applied(app, "web-r") == 3
+    run(tmp_path, scenario)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from collector.gen.pulsewire.v1 import events_pb2 as pulsewire_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18pulsewire/v1/batch.proto\x12\x0cpulsewire.v1\x1a\x19pulsewire/v1/events.proto\"\xfb\x01\n\x05\x42\x61tch\x12\x10\n\x08site_key\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x14\n\x0c\x62\x61se_time_ms\x18\x04 \x01(\x03\x12\x12\n\nsent_at_ms\x18\x05 \x01(\x03\x12\x0f\n\x07strings\x18\x06 \x03(\t\x12#\n\x06\x65vents\x18\x07 \x03(\x0b\x32\x13.pulsewire.v1.Event\x12(\n\x08identity\x18\x08 \x01(\x0b\x32\x16.pulsewire.v1.Identity\x12&\n\x07\x63ontext\x18\t \x01(\x0b\x32\x15.pulsewire.v1.Context\x12\x0e\n\x06stream\x18\n \x01(\r\"=\n\x08Identity\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x11\n\tsignature\x18\x03 \x01(\t\"\x95\x02\n\x07\x43ontext\x12\x10\n\x08timezone\x18\x01 \x01(\t\x12\x0e\n\x06locale\x18\x02 \x01(\t\x12\x16\n\x0eviewport_width\x18\x03 \x01(\r\x12\x17\n\x0fviewport_height\x18\x04 \x01(\r\x12\x37\n\x0c\x64\x65vice_class\x18\x05 \x01(\x0e\x32!.pulsewire.v1.Context.DeviceClass\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x11\n\tcollector\x18\x07 \x01(\t\"Y\n\x0b\x44\x65viceClass\x12\x1c\n\x18\x44\x45VICE_CLASS_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x44\x45SKTOP\x10\x01\x12\n\n\x06MOBILE\x10\x02\x12\n\n\x06TABLET\x10\x03\x12\x07\n\x03\x42OT\x10\x04\"\x86\x01\n\x03\x41\x63k\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12*\n\trejection\x18\x04 \x01(\x0b\x32\x17.pulsewire.v1.Rejection\x12\x11\n\tdevice_id\x18\x05 \x01(\t\x12\x0e\n\x06stream\x18\x06 \x01(\r\"*\n\tRejection\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x0f\n\x07message\x18\x02 \x01(\tB,\n\x10\x64\x65v.pulsewire.v1Z\x18pulsewire/v1;pulsewirev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18pulsewire/v1/batch.proto\x12\x0cpulsewire.v1\x1a\x19pulsewire/v1/events.proto\"\xc4\x02\n\x05\x42\x61tch\x12\x10\n\x08site_key\x18\x01 \x01(\t\x12\x11\n\tdevice_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x14\n\x0c\x62\x61se_time_ms\x18\x04 \x01(\x03\x12\x12\n\nsent_at_ms\x18\x05 \x01(\x03\x12\x0f\n\x07strings\x18\x06 \x03(\t\x12#\n\x06\x65vents\x18\x07 \x03(\x0b\x32\x13.pulsewire.v1.Event\x12(\n\x08identity\x18\x08 \x01(\x0b\x32\x16.pulsewire.v1.Identity\x12&\n\x07\x63ontext\x18\t \x01(\x0b\x32\x15.pulsewire.v1.Context\x12\x0e\n\x06stream\x18\n \x01(\r\x12\x0e\n\x06resume\x18\x0b \x01(\x06\x12\x14\n\x0cstrings_from\x18\x0c \x01(\r\x12\x0e\n\x06\x61ge_ms\x18\r \x01(\r\x12\x11\n\tresumable\x18\x0e \x01(\x08\"=\n\x08Identity\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x11\n\tsignature\x18\x03 \x01(\t\"\x95\x02\n\x07\x43ontext\x12\x10\n\x08timezone\x18\x01 \x01(\t\x12\x0e\n\x06locale\x18\x02 \x01(\t\x12\x16\n\x0eviewport_width\x18\x03 \x01(\r\x12\x17\n\x0fviewport_height\x18\x04 \x01(\r\x12\x37\n\x0c\x64\x65vice_class\x18\x05 \x01(\x0e\x32!.pulsewire.v1.Context.DeviceClass\x12\x10\n\x08\x63urrency\x18\x06 \x01(\t\x12\x11\n\tcollector\x18\x07 \x01(\t\"Y\n\x0b\x44\x65viceClass\x12\x1c\n\x18\x44\x45VICE_CLASS_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x44\x45SKTOP\x10\x01\x12\n\n\x06MOBILE\x10\x02\x12\n\n\x06TABLET\x10\x03\x12\x07\n\x03\x42OT\x10\x04\"\xac\x01\n\x03\x41\x63k\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\r\x12\x11\n\tduplicate\x18\x03 \x01(\x08\x12*\n\trejection\x18\x04 \x01(\x0b\x32\x17.pulsewire.v1.Rejection\x12\x11\n\tdevice_id\x18\x05 \x01(\t\x12\x0e\n\x06stream\x18\x06 \x01(\r\x12\x0e\n\x06resume\x18\x07 \x01(\x06\x12\x14\n\x0cstrings_kept\x18\x08 \x01(\r\"*\n\tRejection\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x0f\n\x07message\x18\x02 \x01(\tB,\n\x10\x64\x65v.pulsewire.v1Z\x18pulsewire/v1;pulsewirev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,15 +34,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\020dev.pulsewire.v1Z\030pulsewire/v1;pulsewirev1'
   _globals['_BATCH']._serialized_start=70
-  _globals['_BATCH']._serialized_end=321
-  _globals['_IDENTITY']._serialized_start=323
-  _globals['_IDENTITY']._serialized_end=384
-  _globals['_CONTEXT']._serialized_start=387
-  _globals['_CONTEXT']._serialized_end=664
-  _globals['_CONTEXT_DEVICECLASS']._serialized_start=575
-  _globals['_CONTEXT_DEVICECLASS']._serialized_end=664
-  _globals['_ACK']._serialized_start=667
-  _globals['_ACK']._serialized_end=801
-  _globals['_REJECTION']._serialized_start=803
-  _globals['_REJECTION']._serialized_end=845
+  _globals['_BATCH']._serialized_end=394
+  _globals['_IDENTITY']._serialized_start=396
+  _globals['_IDENTITY']._serialized_end=457
+  _globals['_CONTEXT']._serialized_start=460
+  _globals['_CONTEXT']._serialized_end=737
+  _globals['_CONTEXT_DEVICECLASS']._serialized_start=648
+  _globals['_CONTEXT_DEVICECLASS']._serialized_end=737
+  _globals['_ACK']._serialized_start=740
+  _globals['_ACK']._serialized_end=912
+  _globals['_REJECTION']._serialized_start=914
+  _globals['_REJECTION']._serialized_end=956
 # @@protoc_insertion_point(module_scope)

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Batch(_message.Message):
-    __slots__ = ("site_key", "device_id", "seq", "base_time_ms", "sent_at_ms", "strings", "events", "identity", "context", "stream")
+    __slots__ = ("site_key", "device_id", "seq", "base_time_ms", "sent_at_ms", "strings", "events", "identity", "context", "stream", "resume", "strings_from", "age_ms", "resumable")
     SITE_KEY_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,10 @@ class Batch(_message.Message):
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
+    STRINGS_FROM_FIELD_NUMBER: _ClassVar[int]
+    AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    RESUMABLE_FIELD_NUMBER: _ClassVar[int]
     site_key: str
     device_id: str
     seq: int
@@ -30,7 +34,11 @@ class Batch(_message.Message):
     identity: Identity
     context: Context
     stream: int
-    def __init__(self, site_key: _Optional[str] = ..., device_id: _Optional[str] = ..., seq: _Optional[int] = ..., base_time_ms: _Optional[int] = ..., sent_at_ms: _Optional[int] = ..., strings: _Optional[_Iterable[str]] = ..., events: _Optional[_Iterable[_Union[_events_pb2.Event, _Mapping]]] = ..., identity: _Optional[_Union[Identity, _Mapping]] = ..., context: _Optional[_Union[Context, _Mapping]] = ..., stream: _Optional[int] = ...) -> None: ...
+    resume: int
+    strings_from: int
+    age_ms: int
+    resumable: bool
+    def __init__(self, site_key: _Optional[str] = ..., device_id: _Optional[str] = ..., seq: _Optional[int] = ..., base_time_ms: _Optional[int] = ..., sent_at_ms: _Optional[int] = ..., strings: _Optional[_Iterable[str]] = ..., events: _Optional[_Iterable[_Union[_events_pb2.Event, _Mapping]]] = ..., identity: _Optional[_Union[Identity, _Mapping]] = ..., context: _Optional[_Union[Context, _Mapping]] = ..., stream: _Optional[int] = ..., resume: _Optional[int] = ..., strings_from: _Optional[int] = ..., age_ms: _Optional[int] = ..., resumable: _Optional[bool] = ...) -> None: ...
 
 class Identity(_message.Message):
     __slots__ = ("user_id", "email", "signature")
@@ -73,20 +81,24 @@ class Context(_message.Message):
     def __init__(self, timezone: _Optional[str] = ..., locale: _Optional[str] = ..., viewport_width: _Optional[int] = ..., viewport_height: _Optional[int] = ..., device_class: _Optional[_Union[Context.DeviceClass, str]] = ..., currency: _Optional[str] = ..., collector: _Optional[str] = ...) -> None: ...
 
 class Ack(_message.Message):
-    __slots__ = ("seq", "accepted", "duplicate", "rejection", "device_id", "stream")
+    __slots__ = ("seq", "accepted", "duplicate", "rejection", "device_id", "stream", "resume", "strings_kept")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     REJECTION_FIELD_NUMBER: _ClassVar[int]
     DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
     STREAM_FIELD_NUMBER: _ClassVar[int]
+    RESUME_FIELD_NUMBER: _ClassVar[int]
+    STRINGS_KEPT_FIELD_NUMBER: _ClassVar[int]
     seq: int
     accepted: int
     duplicate: bool
     rejection: Rejection
     device_id: str
     stream: int
-    def __init__(self, seq: _Optional[int] = ..., accepted: _Optional[int] = ..., duplicate: _Optional[bool] = ..., rejection: _Optional[_Union[Rejection, _Mapping]] = ..., device_id: _Optional[str] = ..., stream: _Optional[int] = ...) -> None: ...
+    resume: int
+    strings_kept: int
+    def __init__(self, seq: _Optional[int] = ..., accepted: _Optional[int] = ..., duplicate: _Optional[bool] = ..., rejection: _Optional[_Union[Rejection, _Mapping]] = ..., device_id: _Optional[str] = ..., stream: _Optional[int] = ..., resume: _Optional[int] = ..., strings_kept: _Optional[int] = ...) -> None: ...
 
 class Rejection(_message.Message):
     __slots__ = ("code", "message")
