@@ -143,9 +143,10 @@ def replay_columnar(engine: Engine, path: Path, rename: Mapping[str, str],
                     workers: int = 1) -> Replay | None:
     """The replay of a CSV history, or None when only the row path would be exact.
 
-    `workers` > 1 splits the users over that many forked processes (users are independent:
-    each one's events stay in one process, in file order), each replaying its part from the
-    table it inherited; their tallies and sends are added up. The same decisions either way."""
+    `workers` > 1 splits the users over that many processes, this one and forked ones (users
+    are independent: each one's events stay in one process, in file order), each replaying
+    its part from the table it has; their tallies and sends are added up. The same decisions
+    either way."""
     names = _header(path)
     table = _read(path, names) if names is not None else None
     if table is None or table.num_rows == 0:
@@ -240,15 +241,18 @@ _FORKED: tuple[_Part, pa.Array, int] | None = None  # what the workers inherit
 
 
 def _replay_parts(part: _Part, workers: int) -> Replay | None:
-    """The users split over `workers` forked processes by their place in the file's list of
-    users; the parts' results added up, the sends in the order one replay gives them."""
+    """The users split into `workers` shares by their place in the file's list of users, all
+    but the first replayed in forked processes; the parts' results added up, the sends in the
+    order one replay gives them."""
     global _FORKED
     codes = part.user_codes
     share = pc.subtract(codes, pc.multiply(pc.divide(codes, workers), workers))
     _FORKED = (part, share, workers)
-    try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            parts = list(pool.map(_replay_share, range(workers)))
+    try:  # the other shares in forked processes, the first here meanwhile
+        with ProcessPoolExecutor(workers - 1,
+                                 mp_context=multiprocessing.get_context("fork")) as pool:
+            others = pool.map(_replay_share, range(1, workers))
+            parts = [_replay_share(0), *others]
     finally:
         _FORKED = None
     if any(p is None for p in parts):
