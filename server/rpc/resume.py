@@ -6,7 +6,8 @@ within MAX_STRINGS and MAX_STRING_BYTES; else none of it). A resumed batch names
 string indexes below `strings_from` are the kept strings, and when `strings_from` equals the
 count kept, its own strings are appended to them (within the same bounds). Kept strings are only
 ever appended to, never changed, so a client's view of them, a prefix, stays true. Streams are
-forgotten least recently used first past `capacity`, and once idle for `idle_ms`; a resumed batch
+forgotten least recently used first past `capacity` streams or `budget_bytes` of kept strings
+(so memory stays bounded whatever clients send), and once idle for `idle_ms`; a resumed batch
 whose token is not held here is refused with FAILED_PRECONDITION (`ResumeUnknown`), and the
 client sends it in full. A resumed batch that names a stream of its own (a device's next page
 load) carries on from the token's stream: a new stream is kept for it, with the same site,
@@ -32,6 +33,8 @@ __all__ = ["MAX_STRINGS", "ResumeUnknown", "ResumedStream", "ResumedStreams"]
 MAX_STRINGS = 256
 MAX_STRING_BYTES = 16_384
 CAPACITY = 100_000
+BUDGET_BYTES = 64 * 1024 * 1024  # kept strings over all streams, each counted with OVERHEAD
+OVERHEAD_BYTES = 512  # what a kept stream costs beside its strings (objects, context)
 IDLE_MS = 30 * 60_000
 
 
@@ -71,10 +74,13 @@ class ResumedStream:
 
 
 class ResumedStreams:
-    def __init__(self, capacity: int = CAPACITY, idle_ms: int = IDLE_MS) -> None:
+    def __init__(self, capacity: int = CAPACITY, idle_ms: int = IDLE_MS,
+                 budget_bytes: int = BUDGET_BYTES) -> None:
         self._streams: OrderedDict[int, ResumedStream] = OrderedDict()
         self._capacity = capacity
         self._idle_ms = idle_ms
+        self._budget_bytes = budget_bytes
+        self.kept_bytes = 0  # of every stream held: its strings plus OVERHEAD_BYTES
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -99,6 +105,7 @@ class ResumedStreams:
         token = self._fresh_token()
         self._streams[token] = ResumedStream(batch.site_key, batch.device_id, batch.stream,
                                              context, strings, size, now_ms)
+        self.kept_bytes += size + OVERHEAD_BYTES
         self._expire(now_ms)
         return token, len(strings)
 
@@ -121,6 +128,7 @@ class ResumedStreams:
             return 0
         kept.strings.extend(batch.strings)
         kept.string_bytes += size
+        self.kept_bytes += size
         return len(kept.strings)
 
     def _fresh_token(self) -> int:
@@ -132,6 +140,8 @@ class ResumedStreams:
     def _expire(self, now_ms: int) -> None:
         while self._streams:
             token, oldest = next(iter(self._streams.items()))
-            if len(self._streams) <= self._capacity and now_ms - oldest.used_ms < self._idle_ms:
+            if (len(self._streams) <= self._capacity and self.kept_bytes <= self._budget_bytes
+                    and now_ms - oldest.used_ms < self._idle_ms):
                 break
             del self._streams[token]
+            self.kept_bytes -= oldest.string_bytes + OVERHEAD_BYTES

@@ -13,7 +13,7 @@ from collector.gen.pulsewire.v1 import batch_pb2
 from server.config import IngestSettings, SiteSettings
 from server.errors import InvalidBatch
 from server.rpc.batches import decode_batch
-from server.rpc.resume import MAX_STRINGS, ResumedStreams, ResumeUnknown
+from server.rpc.resume import MAX_STRINGS, OVERHEAD_BYTES, ResumedStreams, ResumeUnknown
 
 SITE = SiteSettings("site", "secret")
 LIMITS = IngestSettings()
@@ -152,6 +152,22 @@ def test_strings_are_appended_only_by_a_batch_that_counted_on_all_of_them() -> N
     assert server.extend(kept, too_many) == 0 and len(kept.strings) == 3
     with pytest.raises(ResumeUnknown, match="strings_from 4 is past the 3 strings kept"):
         kept.table(batch_pb2.Batch(strings_from=4))
+
+
+def test_kept_strings_over_all_streams_stay_within_the_budget() -> None:
+    server = ResumedStreams(budget_bytes=3 * (OVERHEAD_BYTES + 4_000))
+    tokens = [server.keep(batch_pb2.Batch(device_id=f"d{i}", strings=["x" * 4_000]), T0 + i)[0]
+              for i in range(5)]
+    assert len(server) == 3 and server.kept_bytes <= 3 * (OVERHEAD_BYTES + 4_000)
+    with pytest.raises(ResumeUnknown):
+        server.get(tokens[1], T0 + 5)  # the least recently used went first
+    kept = server.get(tokens[4], T0 + 5)
+    server.extend(kept, batch_pb2.Batch(strings_from=1, strings=["y" * 3_000]))
+    server.keep(batch_pb2.Batch(device_id="d5"), T0 + 6)  # over the budget: d2 goes
+    assert server.kept_bytes <= 3 * (OVERHEAD_BYTES + 4_000) and len(server) == 3
+    with pytest.raises(ResumeUnknown):
+        server.get(tokens[2], T0 + 7)
+    assert server.get(tokens[4], T0 + 7).strings == ["x" * 4_000, "y" * 3_000]
 
 
 def test_a_table_too_big_to_keep_is_not_kept() -> None:
