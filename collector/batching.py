@@ -181,6 +181,10 @@ class Batcher:
                 self._save_resume()
         return self.queue.ack(seq, stream)
 
+    def queued_stream(self, wire: batch_pb2.Batch) -> int:
+        """The stream of the queued batch that `wire`, just handed out, was made from."""
+        return self.resume.queued_stream(wire) if self.resume is not None else wire.stream
+
     def _save_resume(self) -> None:
         if self._storage is not None and self.resume is not None:
             try:

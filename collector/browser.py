@@ -109,7 +109,6 @@ class WorkerHost:
                                    int(init["t0"]), 0, ctx, [], 0)
         self._tick_proxy = create_proxy(self._tick)
         setInterval(self._tick_proxy, TICK_MS)
-        self._stream = int(init["load"])
         now = _now()
         self._send(self.collector.resend(now), now)  # what earlier page loads left unacked
 
@@ -148,7 +147,7 @@ class WorkerHost:
     def _send(self, batches: list[batch_pb2.Batch], handed_ms: int) -> None:
         """Send batches handed out as of `handed_ms` (their age counts from then)."""
         for batch in batches:
-            key = (self._stream if batch.resume else batch.stream, batch.seq)
+            key = (self.collector.batcher.queued_stream(batch), batch.seq)
             if key not in self._in_flight:
                 self._in_flight.add(key)
                 task = asyncio.ensure_future(self._send_one(batch, key, handed_ms))
@@ -175,7 +174,7 @@ class WorkerHost:
             elif status and int(status) == _INVALID_ARGUMENT:
                 self.collector.ack(key[1], key[0])  # it will never pass
                 self.dropped += 1
-            elif status and int(status) == _FAILED_PRECONDITION:
+            elif status and int(status) == _FAILED_PRECONDITION and batch.resume:
                 self.collector.forget_resume()  # the server lost the page load: in full, now
                 self._retry_at = _now()
             else:

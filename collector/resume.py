@@ -15,12 +15,16 @@ Page loads carry on from each other: the state is saved in the device's storage,
 page load's batches name the earlier stream's token together with their own `stream`, counting
 on its kept strings (the referring page's path, the product names seen). The server starts the
 new stream from the earlier one's, and its first ack gives the new stream a token of its own.
-A saved state older than FRESH_MS is not used: the server forgets idle streams.
+(A device's only sender, stream 0, cannot name a stream of its own, so it carries on only from
+its own earlier state.) A state not confirmed for FRESH_MS is not used: the server forgets idle
+streams.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from typing import TypeGuard
 
 from collector.gen.pulsewire.v1 import batch_pb2
 
@@ -28,6 +32,8 @@ __all__ = ["FRESH_MS", "ResumeState"]
 
 FRESH_MS = 20 * 60_000  # the server keeps an idle stream for 30 minutes
 _UINT32_MAX = 2**32 - 1
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_SAFE_INTEGER = 2**53 - 1
 
 
 class ResumeState:
@@ -62,9 +68,14 @@ class ResumeState:
         self.token, self.stream, self.kept = 0, 0, []
 
     def expire(self, now_ms: int) -> None:
-        """Forget an earlier page load's state that the server has likely forgotten by now."""
-        if self.stream != self.own_stream and now_ms - self.learned_ms > FRESH_MS:
+        """Forget a state that the server has likely forgotten by now (idle too long)."""
+        if self.token and now_ms - self.learned_ms > FRESH_MS:
             self.forget()
+
+    def queued_stream(self, wire: batch_pb2.Batch) -> int:
+        """The stream of the queued batch that `wire` was just made from (a resumed batch
+        leaves out the stream the token stands for)."""
+        return wire.stream or (self.stream if wire.resume else 0)
 
     def wire(self, batch: batch_pb2.Batch, now_ms: int) -> batch_pb2.Batch:
         """The batch as it goes out now: timed by its age, and resumed when the server holds
@@ -76,7 +87,8 @@ class ResumeState:
         out.base_time_ms = out.sent_at_ms = 0
         self.expire(now_ms)
         counted = batch.strings_from
-        if (self.token and batch.stream in (self.stream, self.own_stream)
+        carries_on = batch.stream == self.own_stream != 0  # stream 0 cannot be named
+        if (self.token and (batch.stream == self.stream or carries_on)
                 and counted <= len(self.kept) and batch.strings[:counted] == self.kept[:counted]):
             out.resume = self.token
             for name in ("site_key", "device_id", "context", "resumable"):
@@ -93,12 +105,25 @@ class ResumeState:
                            "at": self.learned_ms, "kept": self.kept}, separators=(",", ":"))
 
     def load(self, text: str | None) -> None:
-        """What an earlier page load saved; anything unreadable is ignored."""
+        """What an earlier page load saved; anything else is ignored."""
         try:
             saved = json.loads(text or "")
-            token, stream, at = int(saved["token"], 16), int(saved["stream"]), int(saved["at"])
-            kept = [str(s) for s in saved["kept"]]
-        except (ValueError, KeyError, TypeError):
+        except ValueError:
             return
-        if 0 < token < 2**64 and 0 <= stream < 2**31:
-            self.token, self.stream, self.learned_ms, self.kept = token, stream, at, kept
+        if not isinstance(saved, dict):
+            return
+        token, stream, at, kept = (saved.get(k) for k in ("token", "stream", "at", "kept"))
+        if (not isinstance(token, str) or not _HEX.fullmatch(token) or not _whole(stream)
+                or not _whole(at) or not isinstance(kept, list)
+                or not all(isinstance(s, str) for s in kept)):
+            return
+        value = int(token, 16)
+        if 0 < value < 2**64 and 0 <= stream < 2**31:
+            self.token, self.stream, self.learned_ms, self.kept = value, int(stream), int(at), kept
+
+
+def _whole(value: object) -> TypeGuard[int | float]:
+    """A whole number as JSON gives it (3 or 3.0), within what a double holds exactly."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return float(value).is_integer() and abs(value) <= _SAFE_INTEGER

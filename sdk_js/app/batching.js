@@ -8,15 +8,23 @@
 // `maxBytes` (counted exactly from field sizes), when its oldest event is `maxAgeMs` old at a
 // `tick`, or at `flush`. Sealing takes the next seq and the context and puts the batch into the
 // retry queue, where it stays until acked. Every batch handed out gets `sentAtMs` set to that
-// moment. Not repeated, as in Python: the whole context goes in the first batch sealed, later
-// ones carry only the device class when there is one; an identity given by `setIdentity` goes
-// in the next batch sealed, once (an identify event carries its own; the server remembers
-// which user a device became).
+// moment (a resumable one its age instead). Not repeated, as in Python: the whole context goes
+// in the first batch sealed, later ones carry only the device class when there is one; an
+// identity given by `setIdentity` goes in the next batch sealed, once (an identify event
+// carries its own; the server remembers which user a device became).
+//
+// A resumable batcher (`resumable: true`, for hosts that read the server's acks) goes further:
+// see resume.js. Its batches count on the strings the server keeps for the stream, record how
+// many in `stringsFrom`, and go out timed by their age (`ageMs`, with no clock of their own),
+// resumed once an ack gave a token: the token instead of site key, device id, stream and
+// context. The queue keeps every batch whole; `ack` learns what the server keeps from the acked
+// batch and saves it under `pulsewire.<device>.resume`, for the next run to carry on from.
 
 import { clone, create, toBinary } from "@bufbuild/protobuf";
 import { BatchSchema, ContextSchema, IdentitySchema } from "../gen/pulsewire/v1/batch_pb.js";
 import { EventSchema } from "../gen/pulsewire/v1/events_pb.js";
 import { encodeEvent } from "./events.js";
+import { ResumeState } from "./resume.js";
 import { MAX_BATCHES, RetryQueue } from "./retry_queue.js";
 import { StringTable, utf8Length } from "./strings.js";
 
@@ -32,6 +40,8 @@ export const MAX_AGE_MS = 5_000;
 export const MAX_BYTES = 64 * 1024;
 const UINT32_MAX = 2 ** 32 - 1;
 const INT_FIELD_MAX_BYTES = 11; // tag + a 10-byte varint: the most seq, stream, base or sent take
+const INT_FIELDS = 4; // seq, baseTimeMs, sentAtMs, stream (resumable: seq, stream, ageMs)
+const FLAG_FIELD_BYTES = 2; // resumable
 
 /** @typedef {"" | "desktop" | "mobile" | "tablet" | "bot"} DeviceClass */
 const DEVICE_CLASSES = { "": 0, desktop: 1, mobile: 2, tablet: 3, bot: 4 };
@@ -89,14 +99,19 @@ function fieldLength(/** @type {number} */ payloadBytes) {
 }
 
 class OpenBatch {
-  /** @param {string} pagePath @param {number} atMs */
-  constructor(pagePath, atMs) {
-    this.strings = new StringTable(pagePath);
+  /**
+   * @param {string} pagePath @param {number} atMs
+   * @param {string[]} kept the strings the server keeps for the stream, which this batch counts on
+   */
+  constructor(pagePath, atMs, kept) {
+    this.strings = StringTable.carrying(kept, pagePath);
+    this.kept = kept.length;
     /** @type {import("../gen/pulsewire/v1/events_pb.js").Event[]} */
     this.events = [];
     this.baseTimeMs = atMs;
     this.lastMs = atMs;
-    this.bodyBytes = fieldLength(utf8Length(pagePath));
+    this.bodyBytes = 0;
+    for (const text of this.strings.strings) this.bodyBytes += fieldLength(utf8Length(text));
   }
 }
 
@@ -104,9 +119,10 @@ export class Batcher {
   /**
    * @param {string} siteKey @param {string} deviceId
    * @param {{stream?: number, context?: BatchContext, storage?: Storage | null,
-   *          limits?: BatchLimits}} [options]
+   *          limits?: BatchLimits, resumable?: boolean}} [options]
    */
-  constructor(siteKey, deviceId, { stream = 0, context, storage = null, limits = {} } = {}) {
+  constructor(siteKey, deviceId,
+    { stream = 0, context, storage = null, limits = {}, resumable = false } = {}) {
     this.limits = {
       maxEvents: limits.maxEvents ?? MAX_EVENTS,
       maxAgeMs: limits.maxAgeMs ?? MAX_AGE_MS,
@@ -114,6 +130,13 @@ export class Batcher {
       maxQueuedBatches: limits.maxQueuedBatches ?? MAX_BATCHES,
     };
     this.queue = new RetryQueue(deviceId, storage, { stream, cap: this.limits.maxQueuedBatches });
+    /** @type {ResumeState | null} what the server keeps of the stream; null: always in full */
+    this.resume = resumable ? new ResumeState(stream) : null;
+    this._storage = storage;
+    this._resumeKey = `pulsewire.${deviceId}.resume`;
+    if (this.resume !== null && storage !== null) this.resume.load(read(storage, this._resumeKey));
+    /** @type {WeakMap<Batch, number>} the stream of the queued batch each hand-out came from */
+    this._handedStreams = new WeakMap();
     this.oversizeEvents = 0;
     this._siteKey = siteKey;
     this._deviceId = deviceId;
@@ -136,10 +159,10 @@ export class Batcher {
   /** @param {AppEvent} event @param {string} pagePath */
   add(event, pagePath) {
     if (this._open !== null && event.atMs - this._open.lastMs > UINT32_MAX) this._seal();
-    if (this._open === null) this._open = new OpenBatch(pagePath, event.atMs);
+    if (this._open === null) this._open = this._opened(pagePath, event.atMs);
     if (!this._append(this._open, event)) {
       this._seal();
-      this._open = new OpenBatch(pagePath, event.atMs);
+      this._open = this._opened(pagePath, event.atMs);
       if (!this._append(this._open, event)) {
         this._open = null;
         this.oversizeEvents++;
@@ -165,7 +188,7 @@ export class Batcher {
     if (deadline !== null && nowMs >= deadline) this._seal();
     const batches = this._unsent.map((seq) => this.queue.get(seq)).filter((b) => b !== undefined);
     this._unsent = [];
-    return batches.map((b) => stamped(/** @type {Batch} */ (b), nowMs));
+    return batches.map((b) => this._stamped(/** @type {Batch} */ (b), nowMs));
   }
 
   /** Every unacked batch, the buffered events sealed into a last one. */
@@ -177,12 +200,56 @@ export class Batcher {
   /** Every unacked batch again, for a retry after a failed send. */
   resend(/** @type {number} */ nowMs) {
     this._unsent = [];
-    return this.queue.pending().map((b) => stamped(b, nowMs));
+    return this.queue.pending().map((b) => this._stamped(b, nowMs));
   }
 
-  /** @param {number | bigint} seq @param {number} [stream] */
-  ack(seq, stream) {
+  /**
+   * Forgets an acked batch (of this queue's stream unless `stream` says another); what the ack
+   * says the server keeps (its `resume` token and `stringsKept`) is learnt first.
+   * @param {number | bigint} seq @param {number} [stream]
+   * @param {{resume?: bigint, stringsKept?: number}} [kept]
+   */
+  ack(seq, stream, { resume = 0n, stringsKept = 0 } = {}) {
+    if (resume && this.resume !== null && (stream === undefined || stream === this.queue.stream)) {
+      const acked = this.queue.get(seq);
+      if (acked !== undefined && this.resume.learn(BigInt(resume), acked, stringsKept)) {
+        this._saveResume();
+      }
+    }
     return this.queue.ack(seq, stream);
+  }
+
+  /** The server refused a resumed batch (FAILED_PRECONDITION): send in full again. */
+  forgetResume() {
+    this.resume?.forget();
+  }
+
+  /**
+   * The stream of the queued batch that `batch` was handed out for: a resumed batch leaves its
+   * stream out when the token stands for it.
+   * @param {Batch} batch @returns {number}
+   */
+  queuedStream(batch) {
+    return this._handedStreams.get(batch) ?? batch.stream;
+  }
+
+  /**
+   * Stamps a handed-out batch with the moment it leaves, `handedMs` being when it was handed
+   * out: its `sentAtMs`, or, timed by its age, that age grown by the wait since.
+   * @param {Batch} batch @param {number} handedMs @param {number} nowMs
+   */
+  restamp(batch, handedMs, nowMs) {
+    if (this.resume === null) batch.sentAtMs = BigInt(nowMs);
+    else batch.ageMs = Math.min(batch.ageMs + Math.max(0, nowMs - handedMs), UINT32_MAX);
+  }
+
+  _saveResume() {
+    if (this._storage === null || this.resume === null) return;
+    try {
+      this._storage.setItem(this._resumeKey, this.resume.toText());
+    } catch {
+      this.queue.storageFailures++; // full or refused: the next run starts in full
+    }
   }
 
   /** @returns {Batch[]} */
@@ -212,7 +279,8 @@ export class Batcher {
   _headerBytes() {
     const head = create(BatchSchema, { siteKey: this._siteKey, deviceId: this._deviceId,
       identity: this._identity, context: this._context });
-    return toBinary(BatchSchema, head).length + 4 * INT_FIELD_MAX_BYTES;
+    const flag = this.resume !== null ? FLAG_FIELD_BYTES : 0;
+    return toBinary(BatchSchema, head).length + INT_FIELDS * INT_FIELD_MAX_BYTES + flag;
   }
 
   /** Seals the open batch now, if it holds events. */
@@ -236,15 +304,46 @@ export class Batcher {
       context: toBinary(ContextSchema, context).length ? context : undefined,
       identity: this._identity,
     });
+    if (this.resume !== null) {
+      sealed.resumable = true;
+      sealed.stringsFrom = batch.kept;
+    }
     this._identity = undefined;
     this._contextSent = true;
     this.queue.push(sealed);
     this._unsent.push(Number(sealed.seq));
   }
+
+  /** @param {string} pagePath @param {number} atMs */
+  _opened(pagePath, atMs) {
+    if (this.resume === null) return new OpenBatch(pagePath, atMs, []);
+    this.resume.expire(atMs);
+    return new OpenBatch(pagePath, atMs, this.resume.kept);
+  }
+
+  /**
+   * The batch as it goes out at `nowMs`, a copy (the queue keeps its own): resumed when it can
+   * be, or with `sentAtMs` set, on the queued batch too, as the Python collector does.
+   * @param {Batch} batch @param {number} nowMs @returns {Batch}
+   */
+  _stamped(batch, nowMs) {
+    let out;
+    if (this.resume !== null) {
+      out = this.resume.wire(batch, nowMs);
+    } else {
+      batch.sentAtMs = BigInt(nowMs);
+      out = clone(BatchSchema, batch);
+    }
+    this._handedStreams.set(out, batch.stream);
+    return out;
+  }
 }
 
-/** Sets `sentAtMs` on the queued batch and hands out a copy of it. */
-function stamped(/** @type {Batch} */ batch, /** @type {number} */ nowMs) {
-  batch.sentAtMs = BigInt(nowMs);
-  return clone(BatchSchema, batch);
+/** What storage holds under `key`; null when it refuses (as if nothing were saved). */
+function read(/** @type {Storage} */ storage, /** @type {string} */ key) {
+  try {
+    return storage.getItem(key) ?? null;
+  } catch {
+    return null;
+  }
 }

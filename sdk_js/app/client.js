@@ -3,17 +3,27 @@
 //
 // How this works: `pageView`, `track` and `identify` stamp an event with `now()` and hand it to
 // the Batcher, which seals batches by count, size and age (batching.js). Sends run one at a
-// time, oldest batch first, each with `sentAtMs` set to the moment it leaves. An acked batch is
-// forgotten (the server acks only after its commit; a duplicate ack means it was applied
-// before). UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL and network failures keep every batch and
-// retry all of them, with the same seq, after an exponential backoff; the server deduplicates by
-// (device_id, stream, seq), so a retry is applied once. INVALID_ARGUMENT drops that one batch
-// (a retry cannot fix it) and counts it; UNAUTHENTICATED, RESOURCE_EXHAUSTED and any other
-// refusal keep the batches and stop. Both kinds of refusal reject the promise of the `flush` or
-// `tick` that met them (sends the client starts by itself report them to `onError`).
+// time, oldest batch first, each timed as it leaves (its age then, or `sentAtMs`). An acked
+// batch is forgotten (the server acks only after its commit; a duplicate ack means it was
+// applied before). UNAVAILABLE, DEADLINE_EXCEEDED, INTERNAL and network failures keep every
+// batch and retry all of them, with the same seq, after an exponential backoff; the server
+// deduplicates by (device_id, stream, seq), so a retry is applied once. INVALID_ARGUMENT drops
+// that one batch (a retry cannot fix it) and counts it; UNAUTHENTICATED, RESOURCE_EXHAUSTED and
+// any other refusal keep the batches and stop. Both kinds of refusal reject the promise of the
+// `flush` or `tick` that met them (sends the client starts by itself report them to `onError`).
 // With `autoSend` (the default) the client ticks at the open batch's deadline, sends a batch as
 // soon as it is sealed full, and retries on its own timer; apps call `flush()` when they go to
 // the background.
+//
+// Batches are resumable unless `resumable: false` (resume.js): the first ack gives a token, and
+// later batches send it instead of the site key, device id, stream and context, count on the
+// strings the server kept, and give their first event's age instead of two clock readings.
+// Every ack's token and kept count go to the Batcher, which saves them for the next start. A
+// server that does not hold the token (restarted, another node) refuses a resumed batch with
+// FAILED_PRECONDITION: the client forgets the token and at once sends every unacked batch again
+// in full; that is not a failure and waits for no backoff. pulsewire never gives a batch sent
+// in full that answer; should anything else, it takes the path of any other refusal (the
+// batches are kept, the call rejects), so the client never loops.
 
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { Ingest } from "../gen/pulsewire/v1/ingest_pb.js";
@@ -49,6 +59,7 @@ export const RETRYABLE = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.
  * @property {string} siteKey the site's public key
  * @property {string} deviceId random id of this install, kept in storage (see deviceIdFrom)
  * @property {number} [stream] 0: the device's only sender, seq kept in storage
+ * @property {boolean} [resumable] later batches leave out what the server keeps (true)
  * @property {Storage | null} [storage] synchronous {getItem, setItem}
  * @property {BatchLimits} [limits]
  * @property {() => number} [now] the clock, milliseconds since the epoch
@@ -71,13 +82,14 @@ export const RETRYABLE = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.
 
 export class PulsewireClient {
   /** @param {ClientOptions} options */
-  constructor({ transport, siteKey, deviceId, stream = 0, storage = null, limits = {},
-    now = Date.now, identity, context = {}, timeoutMs = 10_000, retry = {}, autoSend = true,
-    onError = (error) => console.warn(`pulsewire: ${error.message}`) }) {
+  constructor({ transport, siteKey, deviceId, stream = 0, resumable = true, storage = null,
+    limits = {}, now = Date.now, identity, context = {}, timeoutMs = 10_000, retry = {},
+    autoSend = true, onError = (error) => console.warn(`pulsewire: ${error.message}`) }) {
     if (!deviceId) throw new TypeError("deviceId is required (see deviceIdFrom)");
     this._ingest = createClient(Ingest, transport);
     this._deviceId = deviceId;
-    this._batcher = new Batcher(siteKey, deviceId, { stream, context, storage, limits });
+    this._batcher = new Batcher(siteKey, deviceId,
+      { stream, context, storage, limits, resumable });
     this._currency = context.currency ?? "";
     this._now = now;
     this._timeoutMs = timeoutMs;
@@ -97,6 +109,7 @@ export class PulsewireClient {
     this._retryTimer = null;
     this.rejectedBatches = 0;
     this.duplicateAcks = 0;
+    this.refusedResumes = 0;
     if (identity) {
       this._batcher.setIdentity(identity.userId ?? "", identity.email ?? "",
         identity.signature ?? "");
@@ -124,7 +137,8 @@ export class PulsewireClient {
     const queue = this._batcher.queue;
     return { pending: queue.size, droppedBatches: queue.droppedBatches,
       rejectedBatches: this.rejectedBatches, duplicateAcks: this.duplicateAcks,
-      oversizeEvents: this._batcher.oversizeEvents, storageFailures: queue.storageFailures };
+      refusedResumes: this.refusedResumes, oversizeEvents: this._batcher.oversizeEvents,
+      storageFailures: queue.storageFailures };
   }
 
   /** A page or screen was shown. */
@@ -158,7 +172,7 @@ export class PulsewireClient {
   /** Seals the buffered events and sends every unacked batch (call it on app background). */
   flush() {
     this._batcher.seal(); // now: the events tracked before this call, and no later ones
-    return this._serial(() => this._send(this._batcher.resend(this._now())));
+    return this._serial(() => this._resend());
   }
 
   /** Sends what is due: batches sealed full, the open batch once `maxAgeMs` old, retries. */
@@ -166,8 +180,8 @@ export class PulsewireClient {
     return this._serial(async () => {
       const now = this._now();
       const fresh = this._batcher.tick(now);
-      if (this._retryAtMs === null) return this._send(fresh);
-      if (now >= this._retryAtMs) return this._send(this._batcher.resend(now));
+      if (this._retryAtMs === null) return this._send(fresh, now);
+      if (now >= this._retryAtMs) return this._resend();
       return this._result([], null);
     });
   }
@@ -204,27 +218,48 @@ export class PulsewireClient {
     return run;
   }
 
-  /** @param {Batch[]} batches @returns {Promise<SendResult>} */
-  async _send(batches) {
+  /** Every unacked batch, handed out now. */
+  _resend() {
+    const now = this._now();
+    return this._send(this._batcher.resend(now), now);
+  }
+
+  /**
+   * Sends `batches`, handed out by the Batcher at `handedMs`, one at a time.
+   * @param {Batch[]} batches @param {number} handedMs @returns {Promise<SendResult>}
+   */
+  async _send(batches, handedMs) {
     /** @type {Ack[]} */
     const acks = [];
     /** @type {ConnectError | null} */
     let refused = null;
-    for (const batch of batches) {
-      batch.sentAtMs = BigInt(this._now());
+    for (let i = 0; i < batches.length; i++) {
+      const batch = batches[i];
+      const stream = this._batcher.queuedStream(batch);
+      this._batcher.restamp(batch, handedMs, this._now());
       let ack;
       try {
         ack = await this._ingest.send(batch, { timeoutMs: this._timeoutMs });
       } catch (err) {
         const error = ConnectError.from(err);
         if (RETRYABLE.has(error.code)) return this._result(acks, error);
+        if (error.code === Code.FailedPrecondition && batch.resume) {
+          // The server does not hold the token: every unacked batch again, in full, now. With
+          // the token forgotten nothing handed out below is resumed, so this happens once.
+          this._batcher.forgetResume();
+          this.refusedResumes++;
+          handedMs = this._now();
+          batches = this._batcher.resend(handedMs);
+          i = -1;
+          continue;
+        }
         if (error.code !== Code.InvalidArgument) throw error;
-        this._batcher.ack(batch.seq, batch.stream); // a resend cannot fix a malformed batch
+        this._batcher.ack(batch.seq, stream); // a resend cannot fix a malformed batch
         this.rejectedBatches++;
         refused ??= error;
         continue;
       }
-      this._batcher.ack(batch.seq, batch.stream);
+      this._batcher.ack(batch.seq, stream, { resume: ack.resume, stringsKept: ack.stringsKept });
       if (ack.duplicate) this.duplicateAcks++;
       acks.push(ack);
     }
@@ -268,7 +303,7 @@ export class PulsewireClient {
     if (this._retryTimer !== null) clearTimeout(this._retryTimer);
     this._retryTimer = unref(setTimeout(() => {
       this._retryTimer = null;
-      this._serial(() => this._send(this._batcher.resend(this._now())))
+      this._serial(() => this._resend())
         .catch((err) => this._onError(ConnectError.from(err)));
     }, delayMs));
   }

@@ -15,6 +15,7 @@ export { PulsewireClient, RETRYABLE } from "./client.js";
 export { DEVICE_ID_KEY, MemoryStorage, deviceIdFrom, newDeviceId } from "./device.js";
 export { encodeEvent } from "./events.js";
 export { bufferedFetch } from "./fetch.js";
+export { FRESH_MS, ResumeState } from "./resume.js";
 export { MAX_BATCHES, RetryQueue, base64Decode, base64Encode } from "./retry_queue.js";
 export { StringTable } from "./strings.js";
 export { InvalidTrack, minorUnits, trackedEvent } from "./track.js";

@@ -1,6 +1,7 @@
 // The string table of one batch: event fields that name a string hold an index into it.
-// Index 0 is the page or screen the batch opened on (a zero index costs nothing on the wire);
-// an optional string with no value points at an explicit "" entry, never at 0 by default.
+// Index 0 is the page or screen the batch opened on (a zero index costs nothing on the wire),
+// or, in a resumable batch built on the strings the server keeps, the first kept one; an
+// optional string with no value points at an explicit "" entry, never at 0 by default.
 
 export class StringTable {
   /** @param {string} [first] the page or screen path, index 0 */
@@ -20,6 +21,18 @@ export class StringTable {
       this._index.set(value, found);
     }
     return found;
+  }
+
+  /**
+   * A table that starts with `kept`, the strings the server keeps for the stream (`first` at 0
+   * when there are none).
+   * @param {string[]} kept @param {string} first @returns {StringTable}
+   */
+  static carrying(kept, first) {
+    if (kept.length === 0) return new StringTable(first);
+    const table = new StringTable(kept[0]);
+    for (const value of kept.slice(1)) table.index(value);
+    return table;
   }
 
   get length() {

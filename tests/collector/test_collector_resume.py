@@ -164,3 +164,52 @@ def test_a_stale_or_unreadable_saved_state_is_not_used() -> None:
         storage["pulsewire.dev.resume"] = text
         fresh = Batcher("site", "dev", stream=9, storage=storage, resumable=True)
         assert fresh.resume is not None and fresh.resume.token == 0
+
+
+def test_a_devices_only_sender_carries_on_only_from_its_own_stream() -> None:
+    """Stream 0 cannot be named on the wire: its batches go in full under another stream's
+    saved token, while that stream's own leftover batch still goes resumed."""
+    storage = _Storage()
+    _first(Batcher("site", "dev", stream=5, context=CONTEXT, storage=storage, resumable=True))
+    app = Batcher("site", "dev", stream=0, context=CONTEXT, storage=storage, resumable=True)
+    leftover = batch_pb2.Batch(site_key="site", device_id="dev", seq=9, stream=5,
+                               base_time_ms=1_000, strings=["/p"], resumable=True,
+                               strings_from=1)
+    leftover.events.add(dt_ms=0).scroll.depth_pct = 25
+    app.queue.push(leftover)
+    app.add(Scroll(2_000, "/p", 50), "/p")
+    theirs, mine = app.flush(2_500)
+    assert theirs.resume == TOKEN and not theirs.stream and app.queued_stream(theirs) == 5
+    assert not mine.resume and mine.device_id == "dev" and app.queued_stream(mine) == 0
+    app.ack(theirs.seq, 5)
+    app.ack(mine.seq, 0, resume=TOKEN + 1, strings_kept=len(mine.strings))
+    app.add(Scroll(3_000, "/p", 70), "/p")
+    [later] = app.flush(3_500)
+    assert later.resume == TOKEN + 1 and not later.stream  # its own token from now on
+
+
+def test_a_state_idle_past_fresh_ms_is_forgotten_on_any_stream() -> None:
+    b = _batcher()
+    _first(b)
+    b.add(Scroll(1_000 + FRESH_MS + 1, "/p", 50), "/p")
+    [batch] = b.flush(1_000 + FRESH_MS + 2)
+    assert not batch.resume and batch.device_id == "dev"
+
+
+def test_saved_text_is_read_only_in_the_form_it_is_written() -> None:
+    storage = _Storage()
+    _first(Batcher("site", "dev", stream=5, storage=storage, resumable=True))
+    good = storage["pulsewire.dev.resume"]
+    assert Batcher("site", "dev", stream=6, storage=storage, resumable=True).resume.token
+    for text in ('{"token":"0x1f","stream":1,"at":0,"kept":[]}',
+                 '{"token":"1_f","stream":1,"at":0,"kept":[]}',
+                 '{"token":"1f","stream":1.5,"at":0,"kept":[]}',
+                 '{"token":"1f","stream":true,"at":0,"kept":[]}',
+                 '{"token":"1f","stream":1,"at":0,"kept":"ab"}',
+                 '{"token":"1f","stream":1,"at":0,"kept":[1]}',
+                 '{"token":"0","stream":1,"at":0,"kept":[]}',
+                 '{"token":"1f","stream":2147483648,"at":0,"kept":[]}',
+                 good.replace('"stream":5', '"stream":-1')):
+        storage["pulsewire.dev.resume"] = text
+        loaded = Batcher("site", "dev", stream=6, storage=storage, resumable=True).resume
+        assert loaded is not None and loaded.token == 0, text

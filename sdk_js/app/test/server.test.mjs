@@ -2,8 +2,10 @@
 // for native gRPC over HTTP/2, "grpc-web" for gRPC-Web on the HTTP listener). What the server
 // applied is read back with the Admin service's GetUser: the user's profile, devices,
 // sequence instances, and the times of every cart_add the engine remembers (a sequence of the
-// test server counts them), so "applied once" is a count. tests/sdk_js/test_app_sdk.py starts
-// the server and sets the environment.
+// test server counts them), so "applied once" is a count. The client is resumable, as apps
+// have it by default: its later batches go resumed, and a restarted server, which no longer
+// holds their token, gets them again in full. tests/sdk_js/test_app_sdk.py starts the server
+// and sets the environment.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createHmac, randomUUID } from "node:crypto";
@@ -11,7 +13,7 @@ import { once } from "node:events";
 import { createInterface } from "node:readline";
 import { after, describe, test } from "node:test";
 
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
@@ -73,6 +75,29 @@ function appClient(options = {}) {
     ...options });
 }
 
+/**
+ * An interceptor that logs every send: the batch as it went, its size, and the answer's code
+ * (0 for an ack).
+ */
+function sendLog() {
+  /** @type {{batch: import("../../gen/pulsewire/v1/batch_pb.js").Batch, bytes: number,
+   *          code: number}[]} */
+  const sends = [];
+  /** @type {import("@connectrpc/connect").Interceptor} */
+  const logging = (next) => async (req) => {
+    const batch = /** @type {any} */ (req.message);
+    const entry = { batch, bytes: toBinary(BatchSchema, batch).length, code: 0 };
+    sends.push(entry);
+    try {
+      return await next(req);
+    } catch (err) {
+      entry.code = ConnectError.from(err).code;
+      throw err;
+    }
+  };
+  return { sends, logging };
+}
+
 /** @param {Promise<unknown>} promise @returns {Promise<ConnectError>} */
 async function refusal(promise) {
   try {
@@ -109,6 +134,40 @@ describe(`the app client over ${kind}`, () => {
     assert.ok(view.devices.includes(client.deviceId), view.devices.join());
     assert.deepEqual(view.instances.map((i) => i.sequence), ["cart-recovery"]);
     assert.equal(await cartAdds(email), 1);
+  });
+
+  test("later batches go resumed, leave out what the server keeps, and are applied", async () => {
+    const email = `${unique("eve")}@example.com`;
+    const { sends, logging } = sendLog();
+    const client = appClient({ transport: transportTo(main, { interceptors: [logging] }) });
+    client.pageView("/product/laptop", "Laptop Pro 14");
+    client.identify("", email, sign(email));
+    client.track("cart_add", { sku: "sku-123", price: 1299.0, cart_id: "cart-1" });
+    const [first] = (await client.flush()).acks;
+    client.track("cart_add", { sku: "sku-123", price: 1299.0, cart_id: "cart-1" });
+    const [second] = (await client.flush()).acks;
+    client.track("cart_add", { sku: "sku-77", cart_id: "cart-1" });
+    const [third] = (await client.flush()).acks;
+
+    const [full, resumed, extended] = sends.map((s) => s.batch);
+    assert.deepEqual([full.siteKey, full.deviceId, full.resumable, full.resume],
+      [SITE_KEY, client.deviceId, true, 0n]);
+    assert.ok(first.resume !== 0n && first.stringsKept === full.strings.length, String(first));
+    for (const batch of [resumed, extended]) {
+      assert.deepEqual([batch.resume, batch.siteKey, batch.deviceId, batch.context],
+        [first.resume, "", "", undefined]);
+      assert.equal(batch.stringsFrom, full.strings.length);
+    }
+    assert.deepEqual([resumed.strings, extended.strings], [[], ["sku-77"]]);
+    assert.ok(sends[1].bytes < 30 && sends[1].bytes * 4 < sends[0].bytes,
+      sends.map((s) => s.bytes).join());
+    for (const ack of [second, third]) {
+      assert.deepEqual([ack.resume, ack.deviceId, ack.stream, ack.accepted, ack.duplicate],
+        [first.resume, client.deviceId, 0, 1, false]);
+    }
+    assert.equal(third.stringsKept, full.strings.length + 1); // "sku-77" kept from now on
+    assert.deepEqual(sends.map((s) => s.code), [0, 0, 0]);
+    assert.equal(await cartAdds(email), 3);
   });
 
   test("the same batch sent twice is acked as a duplicate and applied once", async () => {
@@ -244,8 +303,9 @@ describe(`the app client over ${kind}`, () => {
       await start();
       const email = `${unique("dee")}@example.com`;
       const storage = new MemoryStorage();
-      const client = appClient({ transport: transportTo(where), storage, autoSend: true,
-        retry: { firstMs: 100, maxMs: 400 }, timeoutMs: 3_000 });
+      const { sends, logging } = sendLog();
+      const client = appClient({ transport: transportTo(where, { interceptors: [logging] }),
+        storage, autoSend: true, retry: { firstMs: 100, maxMs: 400 }, timeoutMs: 3_000 });
       try {
         client.identify("", email, sign(email));
         client.track("cart_add", { sku: "sku-1", cart_id: "c-1" });
@@ -264,6 +324,14 @@ describe(`the app client over ${kind}`, () => {
         assert.equal(storage.getItem(`pulsewire.${client.deviceId}.seq`), "2");
         assert.equal(await cartAdds(email, where.grpc), 2);
         assert.equal(client.stats.rejectedBatches, 0);
+        // The restarted server did not know the token: refused once, then seq 2 in full.
+        const last = sends.slice(-2).map((s) => [s.batch.seq, s.batch.resume !== 0n,
+          s.batch.siteKey, s.code]);
+        assert.deepEqual(last, [[2n, true, "", Code.FailedPrecondition], [2n, false, SITE_KEY, 0]]);
+        assert.ok(sends.slice(1, -2).every((s) => s.batch.resume !== 0n && s.code !== 0));
+        assert.equal(client.stats.refusedResumes, 1);
+        const saved = JSON.parse(String(storage.getItem(`pulsewire.${client.deviceId}.resume`)));
+        assert.notEqual(saved.token, sends[1].batch.resume.toString(16)); // the new server's
       } finally {
         client.close();
       }
