@@ -290,7 +290,7 @@ def decode_event(wire: events_pb2.Event, strings: list[str], at_ms: int) -> Even
         return Media(at_ms, strings[wire.media.asset], _MEDIA_NAMES[wire.media.action])
     if kind == "identify":
         i = wire.identify
-        traits = tuple(i.traits.items())
+        traits = tuple(sorted(i.traits.items()))  # a map has no order of its own
         return Identify(at_ms, i.user_id, i.email, i.signature, traits)
     if kind == "custom":
         props = tuple(_decode_prop(p, strings) for p in wire.custom.props)
