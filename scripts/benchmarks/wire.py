@@ -134,16 +134,8 @@ class _BrowserLikeHost:
             self.sent.append(batch)
             self.in_full.append(full)
             ack = batch_pb2.Ack(seq=batch.seq, stream=full.stream)
-            if batch.resume:
-                earlier = self._server.get(batch.resume, self._now_ms)
-                if batch.stream and batch.stream != earlier.stream:
-                    ack.resume, ack.strings_kept = self._server.carry_on(earlier, batch,
-                                                                         self._now_ms)
-                else:
-                    ack.resume = batch.resume
-                    ack.strings_kept = self._server.extend(earlier, batch)
-            elif batch.resumable:
-                ack.resume, ack.strings_kept = self._server.keep(batch, self._now_ms)
+            ack.resume, ack.strings_kept = self._server.answer(
+                batch, *self._server.read(batch, self._now_ms), self._now_ms)
             self.collector.acked(ack)
 
 

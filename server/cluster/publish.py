@@ -19,8 +19,6 @@ __all__ = ["LogIngestor", "publish_events", "publish_op"]
 
 
 class LogIngestor(Ingestor):
-    logs_batches_in_full = True  # the owner decodes it again, without this node's resume state
-
     def __init__(self, *args: object, log: JetStreamLog, shard_count: int,
                  **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]

@@ -4,12 +4,10 @@ Everything a collector sends is checked here, and a fault is an InvalidBatch who
 says where ("events[3].scroll.path: string index 9 is outside the table of 4 strings"), so a
 client developer can fix it from the status alone. Event times: the batch's client clock is
 corrected by (receipt - sent_at), or, in a batch that gives its age instead, the first event
-happened that long before receipt; no event may be later than its receipt. A resumed batch is
-read with what the server kept of its stream (server/rpc/resume.py): device, stream (unless it
-names one of its own: it carries on from the token's), context and the first strings of its
-table. An identify is
-verified by HMAC-SHA256 of the lowercased email with the site secret; a wrong or missing
-signature keeps the identity, unverified, and such a user is never mailed.
+happened that long before receipt; no event may be later than its receipt. (A resumed batch
+comes here in full: server/rpc/resume.py.) An identify is verified by HMAC-SHA256 of the
+lowercased email with the site secret; a wrong or missing signature keeps the identity,
+unverified, and such a user is never mailed.
 """
 
 from __future__ import annotations
@@ -25,7 +23,6 @@ from collector.identity import sign_email
 from server.config import IngestSettings, SiteSettings
 from server.engine import Event
 from server.errors import InvalidBatch
-from server.rpc.resume import ResumedStream
 from server.storage.router import routing_key
 from server.storage.shard import Identity
 
@@ -53,17 +50,9 @@ def _verified(site: SiteSettings, email: str, signature: str) -> bool:
 
 
 def decode_batch(batch: batch_pb2.Batch, site: SiteSettings, limits: IngestSettings,
-                 receipt_ms: int, resumed: ResumedStream | None = None) -> DecodedBatch:
-    if resumed is not None:
-        if batch.site_key or batch.device_id or batch.HasField("context"):
-            raise InvalidBatch("resume: a resumed batch leaves out site_key, device_id and "
-                               "context")
-        device, context = resumed.device_id, resumed.context
-        stream = batch.stream or resumed.stream  # a stream of its own: a later page load's
-        strings = resumed.table(batch)
-    else:
-        device, stream, context = batch.device_id, batch.stream, batch.context
-        strings = list(batch.strings)
+                 receipt_ms: int) -> DecodedBatch:
+    device, stream, context = batch.device_id, batch.stream, batch.context
+    strings = list(batch.strings)
     if not device or len(device) > _MAX_DEVICE_ID:
         raise InvalidBatch(f"device_id: must be 1 to {_MAX_DEVICE_ID} characters")
     if batch.seq < 1:

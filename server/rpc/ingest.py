@@ -2,7 +2,8 @@
 (`Ingestor`) plus the thin gRPC servicer; gRPC-Web and beacons reuse the same core.
 
 A resumable batch leaves its stream's site, device, context and strings in `ResumedStreams`
-(server/rpc/resume.py), and its ack carries the token that later, resumed batches name instead.
+(server/rpc/resume.py), and its ack carries the token that later, resumed batches name instead;
+a resumed batch is read in full (decoded, delivered and named in its ack as if sent so).
 
 A unary Send answers a refused batch with a gRPC status. A Stream answers every batch with an
 Ack, a refused one with a Rejection inside it, so one bad batch never ends the stream; batches
@@ -38,8 +39,6 @@ STREAM_WINDOW = 64
 
 
 class Ingestor:
-    logs_batches_in_full = False  # the distributed mode logs wire batches: resumed in full
-
     def __init__(self, settings: Settings, shards: list[Shard], clock: Clock,
                  on_rejected: Callable[[str], None] = lambda _reason: None,
                  on_accepted: Callable[[int], None] = lambda _n: None,
@@ -95,34 +94,27 @@ class Ingestor:
 
     async def _accept(self, batch: batch_pb2.Batch) -> batch_pb2.Ack:
         now = self._clock.now_ms()
-        resumed = self.resumed.get(batch.resume, now) if batch.resume else None
-        site = self._settings.site(resumed.site_key if resumed else batch.site_key)
+        full, earlier = self.resumed.read(batch, now)
+        site = self._settings.site(full.site_key)
         if site is None:
             raise Unauthenticated("unknown site key")
         limits = self._settings.ingest
-        size = batch.ByteSize()
+        size = batch.ByteSize()  # as it came
         if size > limits.max_batch_bytes:
             raise RateLimited(f"batch is {size} bytes, at most {limits.max_batch_bytes}")
-        decoded = decode_batch(batch, site, limits, now, resumed)
-        context = resumed.context if resumed else batch.context
-        if context.device_class == batch_pb2.Context.BOT:
+        decoded = decode_batch(full, site, limits, now)
+        if full.context.device_class == batch_pb2.Context.BOT:
             # Declared automation: counted, never stored, so it can never trigger an email.
             self._on_bot(len(decoded.events))
-            return _ack(batch, decoded)
+            return ack_of(full)
         if not self._buckets[site.key].take(len(decoded.events), now):
             raise RateLimited(f"site {site.key!r} is over {limits.site_events_per_s:g} events/s")
-        wire = resumed.in_full(batch) if resumed and self.logs_batches_in_full else batch
-        result = await self.deliver(wire, decoded, now)
+        result = await self.deliver(full, decoded, now)
         if not result.duplicate:
             self._on_accepted(result.accepted)
-        ack = _ack(batch, decoded, accepted=0 if result.duplicate else result.accepted,
-                   duplicate=result.duplicate)
-        if resumed is not None and batch.stream and batch.stream != resumed.stream:
-            ack.resume, ack.strings_kept = self.resumed.carry_on(resumed, batch, now)
-        elif resumed is not None:
-            ack.resume, ack.strings_kept = batch.resume, self.resumed.extend(resumed, batch)
-        elif batch.resumable:
-            ack.resume, ack.strings_kept = self.resumed.keep(batch, now)
+        ack = ack_of(full, accepted=0 if result.duplicate else result.accepted,
+                     duplicate=result.duplicate)
+        ack.resume, ack.strings_kept = self.resumed.answer(batch, full, earlier, now)
         return ack
 
     async def deliver(self, batch: batch_pb2.Batch, decoded: DecodedBatch,
@@ -150,12 +142,6 @@ def ack_of(batch: batch_pb2.Batch, **fields: Any) -> batch_pb2.Ack:
     """An answer naming `batch` (device, stream, seq, or its resume token), with `fields`."""
     return batch_pb2.Ack(seq=batch.seq, device_id=batch.device_id, stream=batch.stream,
                          resume=batch.resume, **fields)
-
-
-def _ack(batch: batch_pb2.Batch, decoded: DecodedBatch, **fields: Any) -> batch_pb2.Ack:
-    """An answer naming an accepted batch by its device and stream, also a resumed one."""
-    return batch_pb2.Ack(seq=batch.seq, device_id=decoded.device, stream=decoded.seq >> 32,
-                         **fields)
 
 
 class _DeviceOwners:

@@ -26,7 +26,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from collector.gen.pulsewire.v1 import batch_pb2
-from server.errors import PulsewireError
+from server.errors import InvalidBatch, PulsewireError
 
 __all__ = ["MAX_STRINGS", "ResumeUnknown", "ResumedStream", "ResumedStreams"]
 
@@ -60,7 +60,11 @@ class ResumedStream:
         return self.strings[:batch.strings_from] + list(batch.strings)
 
     def in_full(self, batch: batch_pb2.Batch) -> batch_pb2.Batch:
-        """The resumed batch as the client would have sent it in full."""
+        """The resumed batch as the client would have sent it in full: the same batch to
+        decode, and to log in the distributed mode, whose owners hold no resumed streams."""
+        if batch.site_key or batch.device_id or batch.HasField("context"):
+            raise InvalidBatch("resume: a resumed batch leaves out site_key, device_id and "
+                               "context")
         full = batch_pb2.Batch()
         full.CopyFrom(batch)
         full.ClearField("resume")
@@ -85,6 +89,24 @@ class ResumedStreams:
     def __len__(self) -> int:
         return len(self._streams)
 
+    def read(self, batch: batch_pb2.Batch,
+             now_ms: int) -> tuple[batch_pb2.Batch, ResumedStream | None]:
+        """The batch in full, and the stream it resumed (None: it came in full)."""
+        if not batch.resume:
+            return batch, None
+        earlier = self.get(batch.resume, now_ms)
+        return earlier.in_full(batch), earlier
+
+    def answer(self, batch: batch_pb2.Batch, full: batch_pb2.Batch,
+               earlier: ResumedStream | None, now_ms: int) -> tuple[int, int]:
+        """What the ack of an accepted batch says of its stream (`full` and `earlier` as
+        `read` gave them): the resume token, and how many strings are kept under it."""
+        if earlier is None:
+            return self.keep(batch, now_ms) if batch.resumable else (0, 0)
+        if full.stream != earlier.stream:  # a stream of its own, carried on from `earlier`
+            return self.keep(full, now_ms)
+        return batch.resume, self.extend(earlier, batch)
+
     def get(self, token: int, now_ms: int) -> ResumedStream:
         kept = self._streams.get(token)
         if kept is None or now_ms - kept.used_ms >= self._idle_ms:
@@ -108,13 +130,6 @@ class ResumedStreams:
         self.kept_bytes += size + OVERHEAD_BYTES
         self._expire(now_ms)
         return token, len(strings)
-
-    def carry_on(self, earlier: ResumedStream, batch: batch_pb2.Batch,
-                 now_ms: int) -> tuple[int, int]:
-        """Keep a new stream for a resumed batch that names one of its own, started from the
-        stream it carries on from; its token and how many strings were kept."""
-        full = earlier.in_full(batch)
-        return self.keep(full, now_ms)
 
     def extend(self, kept: ResumedStream, batch: batch_pb2.Batch) -> int:
         """Append a resumed batch's strings when it counted on all the kept ones and they fit:

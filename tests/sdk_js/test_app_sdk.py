@@ -283,19 +283,10 @@ class _Ingest:
 
     def answer(self, batch: batch_pb2.Batch, now_ms: int) -> batch_pb2.Ack:
         """The ack; raises ResumeUnknown (FAILED_PRECONDITION) as the server does."""
-        resumed = self.streams.get(batch.resume, now_ms) if batch.resume else None
-        ack = batch_pb2.Ack(seq=batch.seq, accepted=len(batch.events))
-        if resumed is None:
-            ack.device_id, ack.stream = batch.device_id, batch.stream
-            if batch.resumable:
-                ack.resume, ack.strings_kept = self.streams.keep(batch, now_ms)
-            return ack
-        resumed.table(batch)  # what decode_batch reads first
-        ack.device_id, ack.stream = resumed.device_id, batch.stream or resumed.stream
-        if batch.stream and batch.stream != resumed.stream:
-            ack.resume, ack.strings_kept = self.streams.carry_on(resumed, batch, now_ms)
-        else:
-            ack.resume, ack.strings_kept = batch.resume, self.streams.extend(resumed, batch)
+        full, earlier = self.streams.read(batch, now_ms)
+        ack = batch_pb2.Ack(seq=batch.seq, accepted=len(batch.events),
+                            device_id=full.device_id, stream=full.stream)
+        ack.resume, ack.strings_kept = self.streams.answer(batch, full, earlier, now_ms)
         return ack
 
 

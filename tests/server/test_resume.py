@@ -72,16 +72,9 @@ def _visit(resumable: bool, rng: random.Random, server: ResumedStreams,
 
 def _serve(server: ResumedStreams, collector: Collector, batch: batch_pb2.Batch,
            now_ms: int) -> None:
-    ack = batch_pb2.Ack(seq=batch.seq, stream=batch.stream)
-    if batch.resume and batch.stream:  # a new page load carrying on from an earlier one
-        ack.resume, ack.strings_kept = server.carry_on(server.get(batch.resume, now_ms), batch,
-                                                       now_ms)
-    elif batch.resume:
-        kept = server.get(batch.resume, now_ms)
-        ack.stream, ack.resume, ack.strings_kept = (kept.stream, batch.resume,
-                                                    server.extend(kept, batch))
-    elif batch.resumable:
-        ack.resume, ack.strings_kept = server.keep(batch, now_ms)
+    full, earlier = server.read(batch, now_ms)
+    ack = batch_pb2.Ack(seq=batch.seq, stream=full.stream)
+    ack.resume, ack.strings_kept = server.answer(batch, full, earlier, now_ms)
     collector.acked(ack)
 
 
@@ -98,21 +91,16 @@ def test_a_resumed_visit_reads_as_the_same_visit_sent_in_full(seed: int) -> None
     assert sum(1 for b, _ in resumed_batches if b.resume and b.stream) == 2  # carried on
     # Decoded after the whole visit: kept strings are only appended to, so what each batch
     # counted on is still there as it was.
-    resumed_events, full_events, plain_events = [], [], []
+    resumed_decoded, plain_decoded = [], []
     for (batch, receipt), (plain, plain_receipt) in zip(resumed_batches, plain_batches,
                                                         strict=True):
-        kept = server.get(batch.resume, receipt) if batch.resume else None
-        decoded = decode_batch(batch, SITE, LIMITS, receipt, kept)
-        full = kept.in_full(batch) if kept else batch
-        assert decode_batch(full, SITE, LIMITS, receipt) == decoded
-        resumed_events += decoded.events
-        full_events += decode_batch(full, SITE, LIMITS, receipt).events
-        plain_events += decode_batch(plain, SITE, LIMITS, plain_receipt).events
+        full, _ = server.read(batch, receipt)
+        resumed_decoded.append(decode_batch(full, SITE, LIMITS, receipt))
+        plain_decoded.append(decode_batch(plain, SITE, LIMITS, plain_receipt))
+    resumed_events = [e for d in resumed_decoded for e in d.events]
     assert [(e.name, e.at_ms, e.props) for e in resumed_events] == [
-        (e.name, e.at_ms, e.props) for e in plain_events]
-    assert [decode_batch(b, SITE, LIMITS, r, server.get(b.resume, r) if b.resume else None).seq
-            for b, r in resumed_batches] == [decode_batch(b, SITE, LIMITS, r).seq
-                                             for b, r in plain_batches]  # stream << 32 | seq
+        (e.name, e.at_ms, e.props) for d in plain_decoded for e in d.events]
+    assert [d.seq for d in resumed_decoded] == [d.seq for d in plain_decoded]  # stream<<32|seq
     assert {e.tz for e in resumed_events} == {"Asia/Tokyo"}  # kept with the stream
 
 
@@ -183,8 +171,9 @@ def test_a_resumed_batch_must_leave_out_what_the_token_stands_for() -> None:
     batch = batch_pb2.Batch(resume=token, seq=2, device_id="other", strings_from=1)
     batch.events.add(dt_ms=0).scroll.depth_pct = 50
     with pytest.raises(InvalidBatch, match="resume: a resumed batch leaves out"):
-        decode_batch(batch, SITE, LIMITS, T0, server.get(token, T0))
+        server.read(batch, T0)
     batch.ClearField("device_id")
-    decoded = decode_batch(batch, SITE, LIMITS, T0, server.get(token, T0))
+    full, _ = server.read(batch, T0)
+    decoded = decode_batch(full, SITE, LIMITS, T0)
     assert (decoded.device, decoded.seq, decoded.events[0].props["path"]) == ("dev",
                                                                               3 << 32 | 2, "/p")
