@@ -172,9 +172,10 @@ def replay_columnar(engine: Engine, path: Path, rename: Mapping[str, str],
         if until_ms is not None:
             zones = pc.if_else(in_time, zones, "")
     end_ms = until_ms if until_ms is not None else pc.max(at_ms).as_py() + MAX_RUN_ON_MS
-    user_codes = pc.dictionary_encode(users).combine_chunks().indices
-    part = _Part(engine, table, users, user_codes, events, at_ms, read, zones, names or [],
-                 until_ms, end_ms)
+    encoded_users = pc.dictionary_encode(users).combine_chunks()
+    user_codes = encoded_users.indices
+    part = _Part(engine, table, user_codes, events, at_ms, read, zones, names or [], until_ms,
+                 end_ms)
     read_rows = pc.sum(read).as_py() or 0
     workers = max(1, min(workers, read_rows // MIN_ROWS_PER_WORKER))
     result = _replay_parts(part, workers) if workers > 1 else part.replay(None)
@@ -184,7 +185,8 @@ def replay_columnar(engine: Engine, path: Path, rename: Mapping[str, str],
     result.events = table.num_rows - after
     result.events_after_until = after
     result.clock_end_ms = end_ms
-    result.users = pc.count_distinct(users if until_ms is None else users.filter(in_time)).as_py()
+    result.users = (len(encoded_users.dictionary) if until_ms is None else
+                    pc.count_distinct(user_codes.filter(in_time.combine_chunks())).as_py())
     result.sends.sort(key=attrgetter("at_ms", "user", "sequence", "step"))  # as replay does
     result.engine_s = time.perf_counter() - started
     return result
@@ -196,7 +198,6 @@ class _Part:
 
     engine: Engine
     table: pa.Table
-    users: pa.ChunkedArray
     user_codes: pa.Array  # each row's user as its place in the file's list of users
     events: pa.ChunkedArray
     at_ms: pa.ChunkedArray
@@ -242,8 +243,8 @@ _FORKED: tuple[_Part, pa.Array, int] | None = None  # what the workers inherit
 
 def _replay_parts(part: _Part, workers: int) -> Replay | None:
     """The users split into `workers` shares by their place in the file's list of users, all
-    but the first replayed in forked processes; the parts' results added up, the sends in the
-    order one replay gives them."""
+    but the first replayed in forked processes; the parts' results added up (the caller puts
+    the sends in the order one replay gives them)."""
     global _FORKED
     codes = part.user_codes
     share = pc.subtract(codes, pc.multiply(pc.divide(codes, workers), workers))
@@ -269,7 +270,6 @@ def _replay_parts(part: _Part, workers: int) -> Replay | None:
             mine.suppressed.update(tally.suppressed)
         total.sends += other.sends
         total.pending_users += other.pending_users
-    total.sends.sort(key=attrgetter("at_ms", "user", "sequence", "step"))
     return total
 
 
