@@ -181,6 +181,14 @@ class Batcher:
                 self._save_resume()
         return self.queue.ack(seq, stream)
 
+    def restamp(self, wire: batch_pb2.Batch, handed_ms: int, now_ms: int) -> None:
+        """Stamp a batch handed out at `handed_ms` with the moment it leaves: its sent_at_ms,
+        or, timed by its age, that age grown by the wait since."""
+        if self.resume is None:
+            wire.sent_at_ms = now_ms
+        else:
+            wire.age_ms = min(wire.age_ms + max(0, now_ms - handed_ms), _UINT32_MAX)
+
     def queued_stream(self, wire: batch_pb2.Batch) -> int:
         """The stream of the queued batch that `wire`, just handed out, was made from."""
         return self.resume.queued_stream(wire) if self.resume is not None else wire.stream

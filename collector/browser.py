@@ -157,8 +157,7 @@ class WorkerHost:
     async def _send_one(self, batch: batch_pb2.Batch, key: tuple[int, int],
                         handed_ms: int) -> None:
         self.sent += 1
-        if not batch.base_time_ms:  # timed by its age: as of this moment, not the hand-out
-            batch.age_ms = min(batch.age_ms + max(0, _now() - handed_ms), 2**32 - 1)
+        self.collector.batcher.restamp(batch, handed_ms, _now())  # its age as it leaves
         try:
             body = frame(batch.SerializeToString())
             response = await fetch(self.base + SEND_PATH, _js({

@@ -213,3 +213,16 @@ def test_saved_text_is_read_only_in_the_form_it_is_written() -> None:
         storage["pulsewire.dev.resume"] = text
         loaded = Batcher("site", "dev", stream=6, storage=storage, resumable=True).resume
         assert loaded is not None and loaded.token == 0, text
+
+
+def test_a_batch_sent_later_than_handed_out_is_restamped_for_the_wait() -> None:
+    b = _batcher()
+    b.add(Scroll(1_000, "/p", 50), "/p")
+    [batch] = b.flush(1_500)
+    b.restamp(batch, 1_500, 1_900)  # queued behind other sends for 400 ms
+    assert batch.age_ms == 900 and not batch.sent_at_ms
+    plain = Batcher("site", "dev", stream=7)
+    plain.add(Scroll(1_000, "/p", 50), "/p")
+    [sent] = plain.flush(1_500)
+    plain.restamp(sent, 1_500, 1_900)
+    assert sent.sent_at_ms == 1_900 and not sent.age_ms

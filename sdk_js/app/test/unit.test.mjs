@@ -15,6 +15,14 @@ import { utf8Length } from "../strings.js";
 
 const T0 = 1_767_225_600_000;
 
+/** A client on `transport` whose clock moves only by `advance`, sending only when told. */
+function clientOn(transport, options = {}) {
+  let now = T0;
+  const client = new PulsewireClient({ transport, siteKey: "demo", deviceId: "d-1",
+    now: () => now, autoSend: false, retry: { firstMs: 1000, maxMs: 4000 }, ...options });
+  return { client, advance: (ms) => { now += ms; } };
+}
+
 describe("track", () => {
   const cases = [
     // amount, currency, minor units
@@ -226,13 +234,6 @@ describe("delivery", () => {
       },
     }));
     return { transport, received };
-  }
-
-  function clientOn(transport, options = {}) {
-    let now = T0;
-    const client = new PulsewireClient({ transport, siteKey: "demo", deviceId: "d-1",
-      now: () => now, autoSend: false, retry: { firstMs: 1000, maxMs: 4000 }, ...options });
-    return { client, advance: (ms) => { now += ms; } };
   }
 
   test("a retryable failure keeps every batch, backs off, and resends the same seq", async () => {
@@ -688,13 +689,6 @@ describe("resumed delivery", () => {
       },
     }));
     return { transport, received, restart: () => { streams = new Map(); } };
-  }
-
-  function clientOn(transport, options = {}) {
-    let now = T0;
-    const client = new PulsewireClient({ transport, siteKey: "demo", deviceId: "d-1",
-      now: () => now, autoSend: false, retry: { firstMs: 1000, maxMs: 4000 }, ...options });
-    return { client, advance: (ms) => { now += ms; } };
   }
 
   test("later batches go resumed and count on the strings kept", async () => {
