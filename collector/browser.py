@@ -14,11 +14,13 @@ the first ack they leave out what the server keeps of the page load; a server th
 holds it (FAILED_PRECONDITION) gets them again in full at once. The queue's saved text is
 mirrored to the page, which keeps it in localStorage (a worker has none). A closing tab gives a
 worker no time at all, so after every message and every tick the page is also given the host's
-last words: one batch, numbered LAST_WORDS_SEQ, holding what the page would still send if it
-ended now (the open batch, the open hover, the deepest scroll and engaged time, see
-`Collector.last_words`). When the page goes away it beacons the queue and the last words, and
-hands the signals the worker had not taken in back to the loader, which sends them raw as
-chunk 1 (whose batches are numbered from 1 << 16, above anything here). A page driven by
+last words: one batch, numbered LAST_WORDS_SEQ, holding the open batch (see
+`Collector.last_words`; the page's end itself is left to the loader's raw chunk, below). When
+the page goes away it beacons the queue and the last words, and hands the page back to the
+loader, which sends the signals the worker had not taken in raw as chunk 1, with the history of
+those it had and how far engaged time was counted here (`_report`), so the server's replay of
+that chunk continues exactly where this collector stopped (its batches are numbered from
+1 << 16, above anything here). A page driven by
 automation that says so (`navigator.webdriver`) is a bot.
 """
 
@@ -107,6 +109,7 @@ class WorkerHost:
             settings=SignalSettings.from_config(config.get("signals", {})), resumable=True)
         self._payload = RawPayload(str(init["site"]), device, int(init["load"]),
                                    int(init["t0"]), 0, ctx, [], 0)
+        self._counted_ms = self._payload.t0
         self._tick_proxy = create_proxy(self._tick)
         setInterval(self._tick_proxy, TICK_MS)
         now = _now()
@@ -130,10 +133,14 @@ class WorkerHost:
         self._report(len(signals), at)
 
     def _report(self, taken: int, at: int) -> None:
-        """Tell the page how many more signals were taken in, with the current last words."""
-        last = self.collector.last_words(at, LAST_WORDS_SEQ)
+        """Tell the page how many more signals were taken in, how far engaged time was counted
+        (ms since t0: the history of the page's raw chunk 1 counts that far), and the current
+        last words: the open batch, while the page's end is left to that raw chunk."""
+        self._counted_ms = max(self._counted_ms, at)
+        last = self.collector.last_words(at, LAST_WORDS_SEQ, page_end=False)
         words = _bytes_to_js(last.SerializeToString()) if last is not None else None
-        self._post(_js({"taken": taken, "last": words}))
+        self._post(_js({"taken": taken, "at": self._counted_ms - self._payload.t0,
+                        "last": words}))
 
     def _tick(self) -> None:
         now = _now()

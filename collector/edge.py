@@ -1,14 +1,21 @@
 """Raw payloads in, batches out: what an edge worker (and the server's raw endpoint) runs.
 
-How this works: every page load that sends raw signals (`collector/raw_signals.py`) gets its
-own `Collector`, numbered by the page load's stream, kept here between its chunks and dropped
-after `idle_ms` without one (or, least recent first, past `max_loads`). A chunk is checked
-whole against a throwaway collector before it touches the page load's own, so a malformed
-chunk changes nothing; a chunk number already seen is a resend and is ignored. After a chunk,
-`accept` returns every unacked batch of that page load (`flush`): the host forwards them to
-the server and calls `ack` for those the server acked, so a batch the server did not take
-goes again with the next chunk, under the same seq. A page load whose state was lost (a
-restarted worker) numbers its batches from the chunk's `first_seq`, never reusing a seq.
+How this works: a raw chunk (`collector/raw_signals.py`) carries its page view's history, so it
+is turned into batches on its own: a fresh `Collector` replays the history muted, then the
+chunk's signals, and seals what they emitted into batches numbered from the chunk's
+`first_seq`. The same chunk always makes the same batches, so chunks can come in any order, any
+number of times, to a host that never saw the page load before (a restart, another node): each
+signal is applied once, by the server's dedup of (device, stream, seq). A malformed chunk
+raises InvalidSignals before anything changes.
+
+What is kept per page load (dropped after `idle_ms` without a chunk, or least recent first past
+`max_loads`) is only bookkeeping: which chunks were applied, chunks held back, and batches not
+acked yet. A chunk whose predecessor has not arrived is held for up to `hold_ms`, so a page's
+signals reach the engine in the page's own order when the browser delivers two beacons the
+wrong way round; `due` releases what waited long enough (a predecessor that was applied
+elsewhere, or lost). After a chunk is applied, `accept` returns every unacked batch of its page
+load: the host forwards them and calls `ack` for those the server acked, so a batch the server
+did not take goes again with the next chunk, under the same seq.
 
 Bot filtering: requests whose user agent names a crawler, a headless browser or an HTTP
 library are dropped before any replay and counted by reason (`dropped`). Enrichment: the device
@@ -20,13 +27,22 @@ from __future__ import annotations
 import re
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
+from typing import Literal
 
 from collector.batching import BatchContext, BatchLimits, DeviceClass
 from collector.gen.pulsewire.v1 import batch_pb2
-from collector.raw_signals import RawPayload, replay
+from collector.raw_signals import RawPayload, rebuild, replay
 from collector.session import Collector, SignalSettings
 
-__all__ = ["EDGE_COLLECTOR_NAME", "EdgeSettings", "PageLoads", "bot_reason", "device_class"]
+__all__ = [
+    "EDGE_COLLECTOR_NAME",
+    "ChunkOutcome",
+    "EdgeSettings",
+    "PageLoads",
+    "Taken",
+    "bot_reason",
+    "device_class",
+]
 
 EDGE_COLLECTOR_NAME = "python-edge/0.1.0"
 
@@ -68,14 +84,40 @@ class EdgeSettings:
     limits: BatchLimits = field(default_factory=BatchLimits)
     idle_ms: int = 30 * 60_000
     max_loads: int = 10_000
+    hold_ms: int = 2_000
     collector_name: str = EDGE_COLLECTOR_NAME
+
+
+# applied: its batches are out; held: waiting for the chunk before it; duplicate: seen before
+# (the load's unacked batches go again); bot: dropped by user agent, see `reason`.
+ChunkOutcome = Literal["applied", "held", "duplicate", "bot"]
+
+
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """What became of a chunk, and the batches to forward now."""
+
+    outcome: ChunkOutcome
+    batches: list[batch_pb2.Batch]
+    reason: str = ""
 
 
 @dataclass(slots=True)
 class _Load:
-    collector: Collector
-    next_chunk: int
     seen_ms: int
+    applied: set[int] = field(default_factory=set)
+    held: dict[int, tuple[int, list[batch_pb2.Batch]]] = field(default_factory=dict)  # until
+    unacked: dict[int, batch_pb2.Batch] = field(default_factory=dict)  # by seq
+
+    def apply(self, chunk: int, batches: list[batch_pb2.Batch]) -> None:
+        """Apply `chunk`, then each held chunk that was waiting for it."""
+        while True:
+            self.applied.add(chunk)
+            self.unacked.update((b.seq, b) for b in batches)
+            chunk += 1
+            if chunk not in self.held:
+                return
+            _, batches = self.held.pop(chunk)
 
 
 def _context(payload: RawPayload, user_agent: str, accept_language: str,
@@ -102,52 +144,86 @@ def _context(payload: RawPayload, user_agent: str, accept_language: str,
 
 
 class PageLoads:
-    """The collectors of the page loads in flight, fed by their raw payloads."""
+    """The page loads in flight: their raw chunks in, batches out."""
 
     def __init__(self, settings: EdgeSettings | None = None) -> None:
         self.settings = settings or EdgeSettings()
         self.dropped: Counter[str] = Counter()
-        self.resent_chunks = 0
+        self.outcomes: Counter[str] = Counter()
+        self.expired_unacked = 0  # batches of page loads forgotten before the server took them
         self._loads: OrderedDict[tuple[str, str, int], _Load] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._loads)
 
-    def accept(self, payload: RawPayload, *, user_agent: str, now_ms: int,
-               accept_language: str = "") -> list[batch_pb2.Batch]:
-        """The batches to forward after this chunk (none for a bot or a resent chunk).
+    @property
+    def resent_chunks(self) -> int:
+        return self.outcomes["duplicate"]
 
-        Raises InvalidSignals, naming the signal at fault, and then changes nothing."""
+    def accept(self, payload: RawPayload, *, user_agent: str, now_ms: int,
+               accept_language: str = "") -> Taken:
+        """Take one chunk. Raises InvalidSignals, naming the signal at fault, and then changes
+        nothing."""
         self._expire(now_ms)
         if reason := bot_reason(user_agent):
             self.dropped[reason] += 1
-            return []
-        context = _context(payload, user_agent, accept_language, self.settings.collector_name)
-        replay(self._collector(payload, context), payload)  # all or nothing: check first
+            return self._taken(Taken("bot", [], reason))
         key = (payload.site, payload.device, payload.load)
         load = self._loads.get(key)
+        if load is not None and (payload.chunk in load.applied or payload.chunk in load.held):
+            return self._taken(Taken("duplicate", self._unacked(load)))
+        batches = self._batches(payload, _context(payload, user_agent, accept_language,
+                                                   self.settings.collector_name))
         if load is None:
-            load = _Load(self._collector(payload, context), payload.chunk, now_ms)
-            load.collector.batcher.queue.skip_to(payload.first_seq)
-            self._loads[key] = load
-        elif payload.chunk < load.next_chunk:
-            self.resent_chunks += 1
-            return load.collector.resend(payload.sent_ms)
+            load = self._loads[key] = _Load(now_ms)
         self._loads.move_to_end(key)
         load.seen_ms = now_ms
-        load.next_chunk = payload.chunk + 1
-        replay(load.collector, payload)
-        return load.collector.flush(payload.sent_ms)
+        if (payload.chunk > payload.first_chunk and payload.chunk - 1 not in load.applied
+                and self.settings.hold_ms > 0):
+            load.held[payload.chunk] = (now_ms + self.settings.hold_ms, batches)
+            return self._taken(Taken("held", []))
+        load.apply(payload.chunk, batches)
+        return self._taken(Taken("applied", self._unacked(load)))
+
+    def due(self, now_ms: int) -> list[batch_pb2.Batch]:
+        """The batches of held chunks that waited `hold_ms` (their predecessor went elsewhere,
+        or was lost), applied now in chunk order."""
+        out: list[batch_pb2.Batch] = []
+        for load in self._loads.values():
+            ready = sorted(c for c, (until, _) in load.held.items() if until <= now_ms)
+            for chunk in ready:
+                if chunk in load.held:  # not released by an earlier one of `ready`
+                    load.apply(chunk, load.held.pop(chunk)[1])
+                    self.outcomes["released"] += 1
+            if ready:
+                out.extend(self._unacked(load))
+        return out
+
+    def next_deadline_ms(self) -> int | None:
+        """When `due` next has something to release; None when nothing is held."""
+        return min((until for load in self._loads.values()
+                    for until, _ in load.held.values()), default=None)
 
     def ack(self, ack: batch_pb2.Ack, site: str) -> None:
         """Forget a batch the server acked (or refused for good)."""
         load = self._loads.get((site, ack.device_id, ack.stream))
         if load is not None:
-            load.collector.ack(ack.seq)
+            load.unacked.pop(ack.seq, None)
 
-    def _collector(self, payload: RawPayload, context: BatchContext) -> Collector:
-        return Collector(payload.site, payload.device, stream=payload.load, context=context,
-                         limits=self.settings.limits, settings=self.settings.signals)
+    def _batches(self, payload: RawPayload, context: BatchContext) -> list[batch_pb2.Batch]:
+        collector = Collector(payload.site, payload.device, stream=payload.load, context=context,
+                              limits=self.settings.limits, settings=self.settings.signals)
+        collector.batcher.queue.skip_to(payload.first_seq)
+        rebuild(collector, payload)
+        replay(collector, payload)
+        return collector.flush(payload.sent_ms)
+
+    def _unacked(self, load: _Load) -> list[batch_pb2.Batch]:
+        return [load.unacked[seq] for seq in sorted(load.unacked)]
+
+    def _taken(self, taken: Taken) -> Taken:
+        self.outcomes[taken.outcome] += 1
+        return taken
 
     def _expire(self, now_ms: int) -> None:
         while self._loads:
@@ -156,3 +232,5 @@ class PageLoads:
                     and now_ms - oldest.seen_ms < self.settings.idle_ms):
                 break
             del self._loads[key]
+            self.expired_unacked += len(oldest.unacked)
+            self.outcomes["expired_held"] += len(oldest.held)

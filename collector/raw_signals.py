@@ -20,41 +20,53 @@ A payload is one JSON object (at most MAX_PAYLOAD_BYTES as UTF-8):
            [9000, "v", 0], [9400, "x"]]}
 
 - `load`: the page load's stream (1 to 2^31-1), `t0`: the loader's clock at its start (ms since
-  the epoch), `n`: the chunk number of this payload within the page load (0, 1, 2 ...; a page
-  load sends its signals in order, each chunk only what is new since the one before), `sent`:
-  ms since t0 when the chunk was sent (the batches' sent_at, by which the server corrects the
-  page's clock; the last signal's time when absent).
+  the epoch), `n`: the chunk number of this payload within the page load (0, 1, 2 ...; each
+  chunk holds only what is new since the one before), `f`: the page load's first raw chunk
+  number (0, or 1 when the browser host handed the page back at its end), `sent`: ms since t0
+  when the chunk was sent (the batches' sent_at, by which the server corrects the page's clock;
+  the last signal's time when absent).
+- `h`: the chunk's history: the page view's signals before this chunk (from its `p` on, without
+  `t` and `i`, which change no state), and `k`: ms since t0 up to which the page load's engaged
+  time was counted before this chunk (the previous chunk's `sent`, or the browser host's
+  clock). A receiver replays the history muted, then counts up to `k`, then replays `s`: the
+  chunk's events come out exactly as if every chunk had been replayed in order by one
+  collector, whatever order the chunks arrive in and whoever kept (or lost) the state between
+  them. `h` and `k` are absent on a page load's first chunk.
 - each signal is `[ms since t0, kind, ...args]`, in time order:
   `p` page view (path, title, referrer), `s` scroll (the page's depth %, 0-100), `v` visibility
   (1 shown, 0 hidden), `f` focus (1/0), `a` activity (a key, pointer or touch), `e`/`l` pointer
   entered/left a `data-pw-hover` element (its attribute value), `t` track (event name, props),
   `i` identify (user id, email, signature, traits), `x` page end (pagehide).
 
-Chunk n of a page load may number its batches from n << 16 (`first_seq`): a replay that lost its
-state (a restarted edge worker) then never reuses a (stream, seq) that earlier chunks used.
+Chunk n of a page load numbers its batches from n << 16 (`first_seq`), so the same chunk always
+makes the same batches under the same seqs, and the server's dedup by (device, stream, seq)
+applies a chunk sent twice once.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from collector.session import Collector
 from collector.track import InvalidTrack
 
 __all__ = [
+    "MAX_HISTORY",
     "MAX_PAYLOAD_BYTES",
     "MAX_SIGNALS",
     "InvalidSignals",
     "RawPayload",
     "parse_payload",
+    "rebuild",
     "replay",
 ]
 
 MAX_PAYLOAD_BYTES = 64 * 1024
 MAX_SIGNALS = 2_000
+MAX_HISTORY = 8_000
 _MAX_TEXT = 2_048
 _MAX_ID = 64
 _STREAM_MAX = 2**31 - 1
@@ -75,6 +87,9 @@ class RawPayload:
     context: dict[str, Any]
     signals: list[list[Any]]
     sent_ms: int
+    history: list[list[Any]] = field(default_factory=list)
+    counted_ms: int | None = None  # absolute; None: up to the history's last signal
+    first_chunk: int = 0
 
     @property
     def first_seq(self) -> int:
@@ -112,28 +127,38 @@ def parse_payload(body: bytes | str) -> RawPayload:
     context = data.get("ctx", {})
     if not isinstance(context, dict):
         raise InvalidSignals("ctx: must be an object")
-    signals = data.get("s")
-    if not isinstance(signals, list) or len(signals) > MAX_SIGNALS:
-        raise InvalidSignals(f"s: must be a list of at most {MAX_SIGNALS} signals")
-    for i, signal in enumerate(signals):
-        if not isinstance(signal, list) or len(signal) < 2 or not isinstance(signal[1], str):
-            raise InvalidSignals(f"s[{i}]: must be [ms, kind, ...]")
+    signals = _signals(data.get("s"), "s", MAX_SIGNALS)
+    history = _signals(data.get("h", []), "h", MAX_HISTORY)
     device = _text(data.get("device"), "device", _MAX_ID)
     if not device:
         raise InvalidSignals("device: must not be empty")
     t0 = _int(data.get("t0"), "t0", 0, 2**53)
     last = signals[-1][0] if signals and isinstance(signals[-1][0], int) else 0
     sent = _int(data.get("sent", max(last, 0)), "sent", 0, 2**40)
+    chunk = _int(data.get("n", 0), "n", 0, _CHUNK_MAX - 1)
+    counted = data.get("k")
     return RawPayload(
         site=_text(data.get("site"), "site", _MAX_ID),
         device=device,
         load=_int(data.get("load"), "load", 1, _STREAM_MAX),
         t0=t0,
-        chunk=_int(data.get("n", 0), "n", 0, _CHUNK_MAX - 1),
+        chunk=chunk,
         context=context,
         signals=signals,
         sent_ms=t0 + sent,
+        history=history,
+        counted_ms=None if counted is None else t0 + _int(counted, "k", 0, 2**40),
+        first_chunk=_int(data.get("f", 0), "f", 0, chunk),
     )
+
+
+def _signals(value: Any, where: str, most: int) -> list[list[Any]]:
+    if not isinstance(value, list) or len(value) > most:
+        raise InvalidSignals(f"{where}: must be a list of at most {most} signals")
+    for i, signal in enumerate(value):
+        if not isinstance(signal, list) or len(signal) < 2 or not isinstance(signal[1], str):
+            raise InvalidSignals(f"{where}[{i}]: must be [ms, kind, ...]")
+    return value
 
 
 def _flag(value: Any, where: str) -> bool:
@@ -156,9 +181,22 @@ def replay(collector: Collector, payload: RawPayload) -> int:
     Raises InvalidSignals for the first signal that cannot be replayed, naming it; the signals
     before it have been replayed by then (a host that wants all or nothing checks first with a
     throwaway collector)."""
-    for i, signal in enumerate(payload.signals):
-        where = f"s[{i}]"
-        at = payload.t0 + _int(signal[0], f"{where}[0]", 0, 2**40)
+    return _replay(collector, payload.t0, payload.signals, "s")
+
+
+def rebuild(collector: Collector, payload: RawPayload) -> None:
+    """Bring a fresh `collector` to the page load's state before this chunk: the history
+    replayed muted, then engaged time counted up to `k`. Raises InvalidSignals like `replay`."""
+    with collector.muted():
+        _replay(collector, payload.t0, payload.history, "h")
+        if payload.counted_ms is not None:
+            collector.advance_to(payload.counted_ms)
+
+
+def _replay(collector: Collector, t0: int, signals: list[list[Any]], name: str) -> int:
+    for i, signal in enumerate(signals):
+        where = f"{name}[{i}]"
+        at = t0 + _int(signal[0], f"{where}[0]", 0, 2**40)
         kind, args = signal[1], signal[2:]
         try:
             _one(collector, kind, args, at, where)
@@ -166,7 +204,7 @@ def replay(collector: Collector, payload: RawPayload) -> int:
             raise InvalidSignals(f"{where}: too few arguments for {kind!r}") from None
         except InvalidTrack as err:
             raise InvalidSignals(f"{where}: {err}") from None
-    return len(payload.signals)
+    return len(signals)
 
 
 def _one(c: Collector, kind: str, args: list[Any], at: int, where: str) -> None:

@@ -17,7 +17,8 @@ server acked and `resend(now_ms)` after a failure.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +95,7 @@ class Collector:
             limits=limits, resumable=resumable,
         )
         self._page: _Page | None = None
+        self._muted = False
 
     @property
     def path(self) -> str:
@@ -150,12 +152,15 @@ class Collector:
         self._advanced(now_ms)
         self._emit([Identify(now_ms, user_id, email, signature, tuple((traits or {}).items()))])
 
-    def last_words(self, now_ms: int, seq: int) -> batch_pb2.Batch | None:
-        """What this page would still send if it ended now (the open batch, the open hover, the
-        deepest scroll and engaged time), as one batch numbered `seq`, changing nothing: a host
-        whose page can vanish without a moment's notice keeps it ready for its last beacon."""
+    def last_words(self, now_ms: int, seq: int, *,
+                   page_end: bool = True) -> batch_pb2.Batch | None:
+        """What this page would still send if it ended now (the open batch and, with
+        `page_end`, the open hover, the deepest scroll and engaged time), as one batch numbered
+        `seq`, changing nothing: a host whose page can vanish without a moment's notice keeps it
+        ready for its last beacon. (The browser host leaves the page end to the raw chunk that
+        carries the page's last signals, which replays it exactly once.)"""
         page = self._advanced(now_ms)
-        extra = copy.deepcopy(page).checkpoint(now_ms) if page else []
+        extra = copy.deepcopy(page).checkpoint(now_ms) if page and page_end else []
         return self.batcher.sealed_apart(extra, self.path, seq, now_ms)
 
     def page_end(self, now_ms: int) -> None:
@@ -203,6 +208,22 @@ class Collector:
             self._emit(self._page.dwell.tick(now_ms))
         return self._page
 
+    @contextmanager
+    def muted(self) -> Iterator[None]:
+        """Signals fed inside rebuild the page's state (scroll, dwell, hover) and emit nothing:
+        a raw chunk's history, whose events went out with the chunks before it."""
+        self._muted = True
+        try:
+            yield
+        finally:
+            self._muted = False
+
+    def advance_to(self, now_ms: int) -> None:
+        """Count engaged time up to `now_ms` (a host's clock between signals)."""
+        self._advanced(now_ms)
+
     def _emit(self, events: Iterable[Event]) -> None:
+        if self._muted:
+            return
         for event in events:
             self.batcher.add(event, self.path)

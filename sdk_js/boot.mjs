@@ -8,11 +8,11 @@
 // where they are kept in localStorage for the next page load, along with its "last words": the
 // batch it would still send if the page ended now. Page hide is the page's business, because a worker dies
 // with its page: the unacked batches and the last words go in one beacon (gRPC-Web frames as
-// text/plain, no preflight), and the signals the worker has not taken in yet go back to the
-// loader, which sends them raw as chunk 1 (the server replays them; the worker's batches and
-// theirs never share a seq).
+// text/plain, no preflight), and the page goes back to the loader, which sends the signals the
+// worker has not taken in yet raw as chunk 1, with the history of those it did (the server
+// replays them, the page's end included; the worker's batches and theirs never share a seq).
 //
-// `h` is the loader's handoff: {site, device, load, t0, ctx, assets, base, take, back}.
+// `h` is the loader's handoff: {site, device, load, t0, ctx, assets, base, take, taken, back}.
 export function boot(h) {
   const started = performance.now();
   const url = h.assets + "worker.mjs";
@@ -30,13 +30,12 @@ export function boot(h) {
   } catch (_) {
     // storage blocked: the queue lives in memory only
   }
-  let pending = []; // signals posted to the worker and not yet taken in by it
   let last = null; // the worker's last words: a serialized Batch
   let over = false;
 
   worker.onmessage = ({ data }) => {
     if (data.taken !== undefined) {
-      pending.splice(0, data.taken);
+      h.taken(data.taken, data.at);
       last = data.last;
     }
     if (data.queue !== undefined) {
@@ -58,10 +57,7 @@ export function boot(h) {
   };
   worker.onerror = () => leave(); // could not start: the loader sends raw
 
-  const post = (signals) => {
-    pending.push(...signals);
-    worker.postMessage({ s: signals });
-  };
+  const post = (signals) => worker.postMessage({ s: signals });
   const leave = () => {
     if (over) return;
     over = true;
@@ -78,8 +74,7 @@ export function boot(h) {
       navigator.sendBeacon(h.base + "/pw/v1/beacon", new Blob(frames, { type: "text/plain" }));
     }
     worker.terminate();
-    h.back(pending, 1);
-    pending = [];
+    h.back(1);
   };
 
   worker.postMessage({

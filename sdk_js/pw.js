@@ -5,14 +5,22 @@
    the page as raw signals (collector/raw_signals.py describes them). Until someone takes them
    they wait in a bounded buffer. In `browser` mode the loader imports the collector's boot
    module in idle time and hands the buffer over through `take()`; from then on every new signal,
-   `pw(...)` calls included, goes straight to `H.sink` (the boot module feeds them to the
-   collector in a Web Worker, so Python never runs on the page's own thread). `back(signals, n)`
-   returns the page to the loader (the boot module gives up at page hide): those signals are sent
-   raw as chunk n and later ones follow raw. If the page hides or closes before the handoff, or
-   the import fails, the loader "goes raw": it sends its buffer as JSON chunks to the signals
-   endpoint, where the server replays them through the same collector code, and keeps sending
-   raw for the rest of the page load. `edge` mode is raw from the start (a first-party edge
-   worker replays the chunks).
+   `pw(...)` calls included, also goes to `H.sink` (the boot module feeds them to the collector
+   in a Web Worker, so Python never runs on the page's own thread), and stays in the buffer
+   until the worker says it took it in (`taken`). `back(n)` returns the page to the loader (the
+   boot module gives up at page hide): what the worker had not taken in is sent raw as chunk n
+   and later signals follow raw. If the page hides or closes before the handoff, or the import
+   fails, the loader "goes raw": it sends its buffer as JSON chunks to the signals endpoint,
+   where the server replays them through the same collector code, and keeps sending raw for the
+   rest of the page load. `edge` mode is raw from the start (a first-party edge worker replays
+   the chunks).
+
+   Every chunk carries its history (the page view's signals before it), so the receiver can
+   replay it alone: chunks may arrive in any order, twice, or at a host that lost the page
+   load, and each signal is still applied once. While the page lives, chunks go one at a time
+   by fetch (keepalive), so a failed one is known and goes again unchanged; at page hide all
+   that is left goes at once by beacon, in as few chunks as fit, and nothing is recorded after
+   the page's end (until a back-forward cache restore starts a new page view).
 
    Plain ES2017 classic script (plus the dynamic import()), no dependencies; it is served
    minified with terser, and the server replaces the assets placeholder below with its
@@ -50,58 +58,80 @@
       cur: data.currency || "",
     };
 
-    // The buffer holds what is not handed over or sent yet. Past 1000 signals only commands
-    // and the page end are kept (up to 1200); whatever is dropped is counted in pw.d.
-    let buf = [], n = 0, busy = false, debounce, interval;
+    // The buffer holds what is not sent or taken in by the worker yet. Past 1000 signals only
+    // commands and the page end are kept (up to 1200); whatever is dropped is counted in pw.d.
+    // `hist`: what a chunk made now carries as its history (the page view's signals that left
+    // the buffer, without the stateless t and i); `k`: how far the page load's engaged time
+    // was counted before it.
+    let buf = [], hist = [], k, n = 0, f = 0, out, busy = false, ended = false, debounce, interval;
     const record = (kind, ...args) => {
+      if (ended && kind != "p") return;
+      ended = kind == "x";
       const signal = [Math.max(0, Date.now() - t0), kind, ...args];
-      if (done) return H.sink(signal);
       const urgent = "tip".includes(kind);
-      if (buf.length >= 1200 || (buf.length >= 1000 && !urgent && kind != "x")) return P.d++;
+      if (!done && (buf.length >= 1200 || (buf.length >= 1000 && !urgent && !ended))) return P.d++;
       buf.push(signal);
-      if (raw && urgent) {
+      if (done) H.sink(signal);
+      else if (raw && urgent) {
         clearTimeout(debounce);
         debounce = setTimeout(send, 100);
       }
     };
+    const pass = (signals) => signals.forEach((signal) => {
+      if (signal[1] == "p") hist = [signal];
+      else if (!"ti".includes(signal[1])) hist.push(signal);
+      if (hist.length > 3000) hist.splice(1, 1);
+    });
     const cut = (text, max) => String(text).slice(0, max || 2048);
 
-    // Raw sending, in chunks of at most 1000 signals and 64 KB (the server's limit and the
-    // browsers' quota for beacons); a failed send puts its signals back and keeps its number.
-    const send = () => {
-      if (busy || !buf.length) return;
-      let count = Math.min(buf.length, 1000), json, blob;
+    // Raw sending, in chunks of at most 1000 signals and 64 KB with their history (the server's
+    // limit and the browsers' quota for beacons).
+    const make = () => {
+      let count = Math.min(buf.length, 1000), json;
       const sent = Math.max(0, Date.now() - t0);
-      for (;;) {
-        json = JSON.stringify({ v: 1, site, device, load, t0, n, sent, ctx, s: buf.slice(0, count) });
-        blob = new Blob([json], { type: "text/plain" });
-        if (blob.size <= 65536) break;
-        if (count < 2) { // one signal larger than any payload the server takes
+      while (count) {
+        json = JSON.stringify({ v: 1, site, device, load, t0, n, f, sent, k, ctx, h: hist,
+          s: buf.slice(0, count) });
+        if (new Blob([json]).size <= 65536) break;
+        if (count > 1) count >>= 1;
+        else if (hist.length > 1) hist.splice(1, hist.length >> 1);
+        else { // one signal larger than any payload the server takes
           buf.shift();
           P.d++;
-          return send();
+          count = Math.min(buf.length, 1000);
         }
-        count >>= 1;
       }
-      const part = buf.splice(0, count);
-      const next = () => { n++; send(); };
-      const failed = () => { buf = part.concat(buf); };
-      if (N.sendBeacon) {
-        let ok = false;
-        try { ok = N.sendBeacon(endpoint, blob); } catch (e) { /* an invalid endpoint URL */ }
-        ok ? next() : failed();
-      } else {
-        busy = true;
-        fetch(endpoint, { method: "POST", body: json, keepalive: true, mode: "no-cors" }).then(
-          () => { busy = false; next(); },
-          () => { busy = false; failed(); });
+      if (!count) return null;
+      pass(buf.splice(0, count));
+      k = sent;
+      n++;
+      return json;
+    };
+    const post = (chunk, final) => {
+      if (final && N.sendBeacon) {
+        try {
+          return N.sendBeacon(endpoint, new Blob([chunk], { type: "text/plain" }));
+        } catch (e) {
+          return false; // an invalid endpoint URL
+        }
       }
+      busy = true;
+      fetch(endpoint, { method: "POST", body: chunk, keepalive: true, mode: "no-cors" }).then(
+        () => { busy = false; if (out == chunk) out = null; send(); },
+        () => { busy = false; }); // offline: the same chunk goes again
+      return true;
+    };
+    // While the page lives one chunk is in flight at a time; `final` (page hide) sends the
+    // rest at once, the chunk in flight again too (a chunk sent twice is applied once).
+    const send = (final) => {
+      if (busy && final !== true) return;
+      while ((out = out || make()) && post(out, final === true) && final === true) out = null;
     };
     const goRaw = () => {
       if (done) return;
       raw = true;
       interval = interval || setInterval(send, 5000);
-      send();
+      send(ended || D.hidden);
     };
 
     // Listeners: passive, each handler guarded.
@@ -186,12 +216,16 @@
       take: () => {
         if (raw || done) return null;
         done = true;
-        return buf.splice(0);
+        return buf.slice();
       },
-      back: (signals, chunk) => {
+      // the worker took in `count` more signals and counted engaged time up to `at`
+      taken: (count, at) => {
+        pass(buf.splice(0, count));
+        k = at;
+      },
+      back: (chunk) => {
         done = false;
-        buf = signals.concat(buf);
-        n = chunk;
+        n = f = chunk;
         goRaw();
       },
     };

@@ -201,7 +201,8 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
         dispatcher.poke()  # rows left queued by a previous run
         tracking = Tracking(app.signer, app.shards, clock, metrics, app.apply_events,
                             settings.server.operator_token)
-        app.collect = Collect(settings, ingestor, clock)
+        app.collect = Collect(settings, ingestor, clock, metrics)
+        await stack.enter_async_context(app.collect.releasing())
         routes = [*grpc_web_routes(settings, ingestor), *collect_routes(app.collect),
                   *asset_routes(StaticAssets(Path(settings.web.assets_dir))),
                   *_demo_shop(settings)]

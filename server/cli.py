@@ -83,6 +83,9 @@ def _serve(args: argparse.Namespace) -> int:
         for problem in err.problems:
             print(problem, file=sys.stderr)
         return 1
+    except ConfigError as err:  # found while starting: a file a setting names
+        print(f"serve: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -68,6 +68,12 @@ class Metrics:
                                    registry=r)
         self.emails_failed = Counter("pulsewire_emails_failed", "Email attempts that failed",
                                      ["kind"], registry=r)
+        self.raw_chunks = Counter("pulsewire_raw_chunks", "Raw-signal chunks, by what became of"
+                                  " them (applied, held, released, duplicate, bot, invalid,"
+                                  " unknown_site, origin, too_large)", ["outcome"], registry=r)
+        self.raw_batches = Counter("pulsewire_raw_batches", "Batches made from raw signals, by"
+                                   " what the ingest said (accepted, duplicate, refused,"
+                                   " deferred, expired)", ["outcome"], registry=r)
         self.resumed_streams = Gauge("pulsewire_resumed_streams", "Streams whose site, device,"
                                      " context and strings are kept for resumed batches",
                                      registry=r)

@@ -5,9 +5,11 @@
 //
 // POST /collect takes the loader's raw signals (collector/raw_signals.py). The collector code
 // that runs in the browser turns them into batches here (collector/edge.py: bot filtering by user
-// agent, device class and locale from the request, one Collector per page load), and the batches
-// go to the server as gRPC-Web unary calls; an acked batch is forgotten, any other stays queued
-// and goes again with the page load's next chunk. GET /stats counts what was dropped and why;
+// agent, device class and locale from the request, each chunk replayed with its history, so
+// chunks may come in any order and more than once), and the batches go to the server as
+// gRPC-Web unary calls; an acked batch is forgotten, any other stays queued and goes again with
+// the page load's next chunk. A chunk that came before the one it follows is held (202) until
+// that one comes or two seconds pass. GET /stats counts what was dropped and why;
 // GET /healthz answers 200 once Pyodide is up. Everything is loaded from build/web (no network
 // but the upstream server).
 import { createServer } from "node:http";
@@ -62,11 +64,16 @@ def site_of(body):
 def accept(body, config, user_agent, accept_language, now_ms):
     try:
         payload = parse_payload(body)
-        batches = _loads(payload.site, config).accept(
+        taken = _loads(payload.site, config).accept(
             payload, user_agent=user_agent, accept_language=accept_language, now_ms=now_ms)
     except InvalidSignals as err:
-        return [str(err), []]
-    return ["", [b.SerializeToString() for b in batches]]
+        return [str(err), "", []]
+    outcome = f"{taken.outcome}: {taken.reason}" if taken.reason else taken.outcome
+    return ["", outcome, [b.SerializeToString() for b in taken.batches]]
+
+def due(now_ms):
+    return [[site, b.SerializeToString()] for site, loads in _sites.items()
+            for b in loads.due(now_ms)]
 
 def ack(site, data):
     _sites[site].ack(batch_pb2.Ack.FromString(data.to_bytes()), site)
@@ -81,14 +88,20 @@ def stats():
     for loads in _sites.values():
         for reason, n in loads.dropped.items():
             dropped[reason] = dropped.get(reason, 0) + n
+    outcomes = {}
+    for loads in _sites.values():
+        for outcome, n in loads.outcomes.items():
+            outcomes[outcome] = outcomes.get(outcome, 0) + n
     return json.dumps({"dropped": dropped, "page_loads": sum(len(l) for l in _sites.values()),
-                       "resent_chunks": sum(l.resent_chunks for l in _sites.values())})
+                       "resent_chunks": outcomes.get("duplicate", 0), "outcomes": outcomes,
+                       "expired_unacked": sum(l.expired_unacked for l in _sites.values())})
 `);
 const py = {
   siteOf: pyodide.globals.get("site_of"),
   accept: pyodide.globals.get("accept"),
   ack: pyodide.globals.get("ack"),
   forget: pyodide.globals.get("forget"),
+  due: pyodide.globals.get("due"),
   stats: pyodide.globals.get("stats"),
 };
 const bootMs = Math.round(performance.now() - started);
@@ -162,7 +175,7 @@ async function collect(request, response) {
   const config = site ? await siteConfig(site) : "";
   const result = py.accept(body, config, request.headers["user-agent"] ?? "",
     request.headers["accept-language"] ?? "", Date.now());
-  const [error, batches] = result.toJs();
+  const [error, outcome, batches] = result.toJs();
   result.destroy();
   if (error) {
     counts.refused_chunks += 1;
@@ -170,13 +183,22 @@ async function collect(request, response) {
   }
   counts.chunks += 1;
   for (const batch of batches) await forward(site, batch);
-  reply(response, 204, "");
+  reply(response, outcome === "held" ? 202 : 204, "", { "pw-outcome": outcome });
 }
 
-function reply(response, status, text) {
+// Chunks held for the one before them go out once they waited long enough.
+setInterval(() => {
+  const result = py.due(Date.now());
+  const released = result.toJs();
+  result.destroy();
+  for (const [site, batch] of released) forward(site, batch).catch(() => {});
+}, 250);
+
+function reply(response, status, text, headers = {}) {
   response.writeHead(status, {
     "content-type": "text/plain; charset=utf-8",
     "access-control-allow-origin": "*",
+    ...headers,
   });
   response.end(text);
 }

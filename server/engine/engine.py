@@ -55,8 +55,10 @@ _KIND = {SendRule: "send", WaitRule: "wait", WaitForRule: "wait_for", BranchRule
 
 
 def key_text(value: Any) -> str | None:
-    """An instance key as text: the same cart id reads the same from CSV, JSON or protobuf."""
-    if value is None:
+    """An instance key as text: the same cart id reads the same from CSV, JSON or protobuf.
+    None when there is no key: the property is absent or empty (protobuf sends an absent
+    string as "", and an empty CSV cell reads so)."""
+    if value is None or value == "":
         return None
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -26,6 +26,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from collector.identity import sign_email
+from server.config import ConfigError
 from server.mail.catalog import Product
 from server.mail.money import format_price, minor_digits, parse_price
 
@@ -67,13 +68,18 @@ def _check_attr_names(attrs: Mapping[str, str]) -> None:
 def _read_catalog(path: Path) -> dict[str, Product]:
     """Products by sku, in file order, from a CSV file with the catalog's columns."""
     products: dict[str, Product] = {}
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        for row in csv.DictReader(handle):
-            try:
-                product = _product(row)
-            except (KeyError, ValueError, AttributeError) as err:
-                raise ValueError(f"{path}: product {row.get('sku')!r}: {err}") from None
-            products[product.sku] = product
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            for row in csv.DictReader(handle):
+                try:
+                    product = _product(row)
+                except (KeyError, ValueError, AttributeError) as err:
+                    raise ConfigError(f"web.demo_catalog: {path}: product "
+                                      f"{row.get('sku')!r}: {err}") from None
+                products[product.sku] = product
+    except OSError as err:
+        raise ConfigError(f"web.demo_catalog: cannot read {path} ({err.strerror}; a relative "
+                          f"path is taken from the directory the server runs in)") from None
     return products
 
 

@@ -37,7 +37,10 @@ const browser = await chromium.launch({
     "--disable-sync",
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
     `--log-net-log=${netLog}`,
-    ...(person ? ["--disable-blink-features=AutomationControlled"] : []),
+    // the user agent on the command line too: a context's override does not reach the
+    // beacons a page sends as it unloads
+    ...(person ? ["--disable-blink-features=AutomationControlled",
+      `--user-agent=${USER_AGENT}`] : []),
   ],
   ignoreDefaultArgs: person ? ["--enable-automation"] : [],
 });

@@ -1,9 +1,11 @@
-"""Collector tests import wire_size.py, beside this file; the path is made explicit so the
-import holds under any pytest import mode."""
+"""Collector tests import wire_size.py, beside this file, and the raw chunker of the server
+tests (raw_chunks.py); the paths are made explicit so the imports hold under any pytest import
+mode."""
 
 import sys
 from pathlib import Path
 
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
+_HERE = Path(__file__).resolve().parent
+for folder in (_HERE, _HERE.parent / "server"):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))

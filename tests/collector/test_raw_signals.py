@@ -1,10 +1,12 @@
 """Raw signals (what the loader records) replayed into the collector, and the page loads an edge
 worker keeps: the same events as live signals, bots dropped, chunks all or nothing."""
 
+import itertools
 import json
 from typing import Any
 
 import pytest
+from raw_chunks import chunk_payloads, encoded
 
 from collector import BatchLimits, Collector, decode_batch
 from collector.edge import EdgeSettings, PageLoads, bot_reason, device_class
@@ -86,19 +88,20 @@ def test_payload_faults_are_named() -> None:
 def test_page_loads_turn_chunks_into_batches_and_forget_acked_ones() -> None:
     loads = PageLoads(EdgeSettings(signals=SignalSettings(hover_min_ms=500)))
     first = loads.accept(parse_payload(payload(SIGNALS[:6])), user_agent=CHROME,
-                         now_ms=T0 + 1, accept_language="de-DE,de;q=0.9")
+                         now_ms=T0 + 1, accept_language="de-DE,de;q=0.9").batches
     assert [b.stream for b in first] == [5] and first[0].seq == 1
     assert first[0].context.locale == "de-DE"
     assert first[0].context.device_class == batch_pb2.Context.DESKTOP
     assert first[0].context.currency == "USD"
     names = [type(e).__name__ for e in decode_batch(first[0])]
     assert names == ["PageView", "Scroll", "Scroll", "Scroll", "Hover"]
-    resent = loads.accept(parse_payload(payload(SIGNALS[:6])), user_agent=CHROME, now_ms=T0 + 2)
+    resent = loads.accept(parse_payload(payload(SIGNALS[:6])), user_agent=CHROME,
+                          now_ms=T0 + 2).batches
     assert resent == first and loads.resent_chunks == 1  # the same batch, not a new one
     loads.ack(batch_pb2.Ack(seq=1, stream=5, device_id="dev-1"), "demo")
-    second = loads.accept(parse_payload(payload(SIGNALS[6:], chunk=1)), user_agent=CHROME,
-                          now_ms=T0 + 3)
-    assert [b.seq for b in second] == [2]
+    second = loads.accept(parse_payload(payload(SIGNALS[6:], chunk=1, h=SIGNALS[:6])),
+                          user_agent=CHROME, now_ms=T0 + 3).batches
+    assert [b.seq for b in second] == [1 << 16]  # chunk 1 numbers its batches from 1 << 16
     assert any(isinstance(e, Identify) and e.email == "ann@example.com"
                for e in decode_batch(second[0]))
 
@@ -109,21 +112,25 @@ def test_a_bad_chunk_changes_nothing_and_a_lost_state_never_reuses_a_seq() -> No
     with pytest.raises(InvalidSignals):
         loads.accept(parse_payload(payload([[500, "s", 90], [600, "zz"]], chunk=1)),
                      user_agent=CHROME, now_ms=T0)
-    later = loads.accept(parse_payload(payload([[700, "s", 40]], chunk=1)),
-                         user_agent=CHROME, now_ms=T0)
+    later = loads.accept(parse_payload(payload([[700, "s", 40]], chunk=1, h=SIGNALS[:2])),
+                         user_agent=CHROME, now_ms=T0).batches
     scrolls = [e for b in later for e in decode_batch(b) if type(e).__name__ == "Scroll"]
     assert [e.depth_pct for e in scrolls] == [25]  # 90 was never applied; 40 crosses nothing
     fresh = PageLoads()  # a restarted worker meets chunk 3 of a page load
-    [batch] = fresh.accept(parse_payload(payload([[900, "t", "signup_seen", {}]], chunk=3)),
-                           user_agent=CHROME, now_ms=T0)
-    assert batch.seq == 3 << 16
+    held = fresh.accept(parse_payload(payload([[900, "t", "signup_seen", {}]], chunk=3)),
+                        user_agent=CHROME, now_ms=T0)
+    assert (held.outcome, held.batches, fresh.next_deadline_ms()) == ("held", [], T0 + 2_000)
+    assert fresh.due(T0 + 1_999) == []
+    [batch] = fresh.due(T0 + 2_000)  # chunks 0-2 went elsewhere: it waited long enough
+    assert batch.seq == 3 << 16 and fresh.next_deadline_ms() is None
 
 
 def test_bots_are_dropped_and_counted() -> None:
     loads = PageLoads()
     for agent in ["", "Googlebot/2.1 (+http://www.google.com/bot.html)",
                   CHROME.replace("Chrome/", "HeadlessChrome/"), "python-requests/2.32"]:
-        assert loads.accept(parse_payload(payload()), user_agent=agent, now_ms=T0) == []
+        taken = loads.accept(parse_payload(payload()), user_agent=agent, now_ms=T0)
+        assert (taken.outcome, taken.batches) == ("bot", [])
     assert loads.dropped == {"empty user agent": 1, "crawler": 1, "headless browser": 1,
                              "http library": 1}
     assert len(loads) == 0
@@ -165,3 +172,51 @@ def test_two_tabs_have_their_own_streams_and_the_next_load_resends_both() -> Non
     assert later.pending() == []
     queue = RetryQueue("dev", Shared(), stream=9)
     assert len(queue) == 0
+
+
+# Two page views; engaged time, a hover and the scroll depth run across chunk boundaries.
+VISIT: list[list[Any]] = [
+    [0, "p", "/", "Home", ""], [300, "s", 40], [800, "a"], [1500, "e", "card:a"],
+    [2600, "a"], [3200, "l", "card:a"], [3300, "s", 80], [4100, "a"],
+    [5000, "p", "/product/lp14", "Laptop", "/"], [5200, "i", "u1", "ann@example.com", "ab", {}],
+    [5400, "e", "card:lp14"], [6200, "a"], [6900, "l", "card:lp14"], [7000, "f", 0],
+    [8000, "f", 1], [8100, "s", 95], [9000, "a"],
+    [9100, "t", "cart_add", {"sku": "lp14", "qty": 1, "price": 1299, "cart_id": "c1"}],
+    [11_500, "a"], [12_000, "v", 0], [12_100, "x"],
+]
+CUTS = [3, 10, 16]  # four chunks, cut inside a hover rest and inside engaged time
+SETTINGS = SignalSettings(idle_after_ms=3_000, dwell_thresholds_ms=(1_000, 2_000, 4_000),
+                          hover_min_ms=500)
+
+
+def in_order_events() -> list[Any]:
+    """What one collector makes of the chunks taken in order (the chunks' own sends)."""
+    collector = Collector("demo", "dev-1", stream=5, settings=SETTINGS)
+    batches = {}
+    for body in chunk_payloads(VISIT, CUTS, t0=T0):
+        replay(collector, parse_payload(encoded(body)))
+        batches.update((b.seq, b) for b in collector.flush(T0 + body["sent"]))
+    return [e for b in batches.values() for e in decode_batch(b)]
+
+
+def test_chunks_in_every_order_and_twice_make_the_same_events_once() -> None:
+    expected = sorted(in_order_events(), key=repr)
+    assert len(expected) > 15
+    bodies = chunk_payloads(VISIT, CUTS, t0=T0)
+    for hold_ms in (0, 2_000):
+        for order in itertools.permutations(range(len(bodies))):
+            loads = PageLoads(EdgeSettings(signals=SETTINGS, hold_ms=hold_ms))
+            forwarded: dict[int, batch_pb2.Batch] = {}
+            first_sight: list[Any] = []
+            arrivals = [[*loads.accept(parse_payload(encoded(bodies[n])), user_agent=CHROME,
+                                       now_ms=T0).batches, *loads.due(T0)]
+                        for n in [*order, *reversed(order)]]  # each chunk twice
+            for batch in [b for arrival in arrivals for b in arrival]:
+                assert forwarded.setdefault(batch.seq, batch) == batch  # same seq: same batch
+                if batch.seq not in {b for b, _ in first_sight}:
+                    first_sight.append((batch.seq, decode_batch(batch)))
+            assert loads.due(T0 + 10_000) == []  # nothing was left held
+            events = [e for _, batch_events in first_sight for e in batch_events]
+            assert sorted(events, key=repr) == expected, (hold_ms, order)
+            if hold_ms:  # held until the chunk before came: the engine sees the page's order
+                assert [e.at_ms for e in events] == sorted(e.at_ms for e in events), order

@@ -61,6 +61,12 @@ def _exits(actions):
                      id="event-without-key-matches-no-cart"),
         pytest.param([Event("cart_add", T0, {"sku": "x"}), T0 + 2 * HOUR], [], [],
                      id="entry-without-key-enters-nothing"),
+        pytest.param([_add("", T0), T0 + 2 * HOUR], [], [],
+                     id="entry-with-empty-key-enters-nothing"),  # protobuf's absent string
+        pytest.param([_add("c1", T0), Event("purchase", T0 + MIN, {"cart_id": ""}),
+                      T0 + 2 * HOUR],
+                     [("c1", T0 + HOUR)], [("c1", T0 + HOUR, "completed")],
+                     id="event-with-empty-key-matches-no-cart"),
         pytest.param([_add(7, T0), Event("purchase", T0 + MIN, {"cart_id": "7"})], [],
                      [("7", T0 + MIN, "exit_on")], id="key-7-and-text-7-are-one-cart"),
         pytest.param([_add(7.0, T0), Event("purchase", T0 + MIN, {"cart_id": 7})], [],

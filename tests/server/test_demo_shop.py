@@ -7,6 +7,8 @@ import csv
 import hashlib
 import html
 import queue
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.parse
@@ -215,3 +217,32 @@ def test_loader_attributes_must_be_plain_names(name: str) -> None:
     with pytest.raises(ValueError, match="loader attribute"):
         demo_shop_routes(catalog_csv=CATALOG, site_key=SITE_KEY, site_secret=SITE_SECRET,
                          loader_attrs={name: "x"})
+
+
+def test_a_demo_catalog_out_of_reach_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    """The demo config run from another directory: its relative catalog path is not there."""
+    examples = CATALOG.parent
+    config = tmp_path / "demo.toml"
+    config.write_text(f"""
+[server]
+grpc_listen = "127.0.0.1:0"
+http_listen = "127.0.0.1:0"
+data_dir = "{tmp_path / 'data'}"
+shards = 1
+[sequences]
+dir = "{examples}"
+[templates]
+dir = "{examples / 'templates'}"
+[web]
+demo_shop = true
+[[sites]]
+key = "demo"
+secret = "s"
+""")
+    pulsewire = Path(sys.executable).with_name("pulsewire")
+    done = subprocess.run([str(pulsewire), "serve", "--config", str(config)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    [line] = [line for line in done.stderr.splitlines() if "demo_catalog" in line]
+    assert line.startswith("serve: web.demo_catalog: cannot read examples/catalog.csv")

@@ -10,7 +10,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from harness import CART_RECOVERY, count, eventually, server, settings_for, write_sequences
-from test_web_ingest import BROWSER_UA, IDENTIFY, SESSION, Answer, _request, raw_payload
+from test_web_ingest import (
+    AFTER_SESSION,
+    BROWSER_UA,
+    IDENTIFY,
+    SESSION,
+    Answer,
+    _request,
+    raw_payload,
+)
 
 from server.app import App
 
@@ -61,7 +69,7 @@ async def run_edge_session(app: App, edge: str) -> None:
     collect = f"{edge}/collect"
     assert (await post(collect, raw_payload(0, SESSION, device="edge-1"))).status == 204
     chunk = raw_payload(1, [IDENTIFY, [2100, "t", "cart_add", {"sku": "lp14", "price": 12.5}],
-                            [2200, "x"]], device="edge-1")
+                            [2200, "x"]], device="edge-1", **AFTER_SESSION)
     assert (await post(collect, chunk)).status == 204
     assert (await post(collect, chunk)).status == 204  # a resent chunk
 

@@ -97,7 +97,26 @@ def test_an_abandoned_cart_gets_its_reminder_with_working_links(tmp_path: Path) 
                 forged = links[0][:-3] + ("AAA" if not links[0].endswith("AAA") else "BBB")
                 assert (await asyncio.to_thread(_fetch, forged))[0] == 404
                 await eventually(lambda: stat(app, "clicked"))
+                [pixel] = [u.replace(settings_url, base) for u in
+                           re.findall(r'src="([^"]+/o/[^"]+\.gif)"', html)]
+                for _ in range(3):  # a mail client fetching it again counts once
+                    status, _, gif = await asyncio.to_thread(_fetch, pixel)
+                    assert status == 200 and gif.startswith(b"GIF89a")
+                forged_pixel = pixel.replace("/o/", "/o/A")
+                assert (await asyncio.to_thread(_fetch, forged_pixel))[:1] == (200,)
+                assert await eventually(lambda: stat(app, "opened")) == 1
+                await asyncio.sleep(0.2)
+                assert await stat(app, "opened") == 1  # the forged one changed nothing
+                assert await asyncio.to_thread(_fetch, f"{base}/healthz") == (200, "", b"ok\n")
                 unsubscribe = message["List-Unsubscribe"].strip("<>").replace(settings_url, base)
+                status, _, page = await asyncio.to_thread(_fetch, unsubscribe)  # a link scanner
+                assert status == 200 and b'<form method="post"' in page
+                assert b"ann@example.com" in page
+                assert [row for s in app.shards
+                        for row in await s.read("SELECT email FROM suppression")] == []
+                forged_unsubscribe = unsubscribe[:-3] + ("AAA" if not unsubscribe.endswith(
+                    "AAA") else "BBB")
+                assert (await asyncio.to_thread(_fetch, forged_unsubscribe))[0] == 404
                 status, _, _ = await asyncio.to_thread(
                     _fetch, unsubscribe, b"List-Unsubscribe=One-Click")
                 assert status == 200

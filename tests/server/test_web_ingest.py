@@ -202,6 +202,7 @@ SESSION = [[0, "p", "/product/lp14", "Laptop", ""], [900, "s", 80], [1000, "e", 
            [1500, "l", "card:lp14"]]
 IDENTIFY = [2000, "i", "", "ann@example.com", sign_email(SITE_SECRET, "ann@example.com"), {}]
 CART = [2100, "t", "cart_add", {"sku": "lp14", "qty": 1, "price": 1299}]
+AFTER_SESSION = {"h": SESSION, "k": 1500}  # what a chunk after SESSION carries of it
 
 
 def test_raw_signals_become_the_same_events_and_drive_sequences(tmp_path: Path) -> None:
@@ -209,7 +210,8 @@ def test_raw_signals_become_the_same_events_and_drive_sequences(tmp_path: Path) 
         answer = await http(app, "/pw/v1/signals", raw_payload(0, SESSION),
                             content_type="text/plain", user_agent=BROWSER_UA, origin=ORIGIN)
         assert answer.status == 204
-        answer = await http(app, "/pw/v1/signals", raw_payload(1, [IDENTIFY, CART, [2200, "x"]]),
+        answer = await http(app, "/pw/v1/signals",
+                            raw_payload(1, [IDENTIFY, CART, [2200, "x"]], **AFTER_SESSION),
                             content_type="text/plain", user_agent=BROWSER_UA)
         assert answer.status == 204
         assert await count(app, "SELECT count(*) FROM users WHERE email = ?",
@@ -218,8 +220,9 @@ def test_raw_signals_become_the_same_events_and_drive_sequences(tmp_path: Path) 
         # identify, dwell at page end: everything arrived, nothing twice
         first = await applied(app, "raw-1")
         assert first >= 8
-        again = await http(app, "/pw/v1/signals", raw_payload(1, [IDENTIFY, CART, [2200, "x"]]),
-                            content_type="text/plain", user_agent=BROWSER_UA)
+        again = await http(app, "/pw/v1/signals",
+                           raw_payload(1, [IDENTIFY, CART, [2200, "x"]], **AFTER_SESSION),
+                           content_type="text/plain", user_agent=BROWSER_UA)
         assert again.status == 204 and await applied(app, "raw-1") == first
         assert await count(app, "SELECT count(*) FROM outbox") == 0  # reminder waits 60 min
         assert app.collect is not None and app.collect.counts["raw_chunks"] == 3
