@@ -4,6 +4,7 @@ come in order, each once. (The browser delivers the beacons of a page hide in ei
 
 import asyncio
 import itertools
+import re
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -62,7 +63,19 @@ def _every_order(tmp: Path, *, via_edge: bool) -> None:
             assert kinds == {"PageView", "Hover", "Identify", "Scroll", "CartAdd", "Dwell"}
             for i, order in enumerate(orders):
                 assert applied[f"order-{i}"] == expected, order
+            if not via_edge:  # every chunk counted by what became of it
+                chunks = len(CUTS) + 1
+                assert _counted(app, "raw_chunks", "duplicate") == len(orders) * chunks
+                held = _counted(app, "raw_chunks", "held")
+                assert held > 0 and _counted(app, "raw_chunks", "released") == 0
+                assert _counted(app, "raw_chunks", "applied") + held == (len(orders) + 1) * chunks
     asyncio.run(scenario())
+
+
+def _counted(app: App, metric: str, outcome: str) -> float:
+    found = re.search(rf'pulsewire_{metric}_total{{outcome="{outcome}"}} (\S+)',
+                      app.metrics.render().decode())
+    return float(found.group(1)) if found else 0.0
 
 
 async def _status(url: str, body: bytes) -> int:
