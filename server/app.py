@@ -12,11 +12,10 @@ import asyncio
 import logging
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -28,25 +27,25 @@ from server.clock import Clock, SystemClock
 from server.config import Settings
 from server.dispatch import Dispatcher
 from server.engine import Engine, Event, compile_rules
+from server.ingest import Ingestor
 from server.mail.catalog import Catalog
 from server.mail.message import DkimSigner
 from server.mail.render import Templates
 from server.mail.tokens import LinkSigner
 from server.metrics import Metrics
-from server.rpc.admin import AdminActions, AdminServicer
+from server.modes import Mode, single_process
+from server.operator_actions import OperatorActions
+from server.rpc.admin import AdminServicer
 from server.rpc.gen.pulsewire.v1 import admin_pb2_grpc, ingest_pb2_grpc
-from server.rpc.ingest import Ingestor, IngestServicer
+from server.rpc.ingest import IngestServicer
+from server.rpc.status import status_of
 from server.sequences import SequenceSet, load_paths
-from server.storage.router import shard_of
 from server.storage.shard import Shard, Shards
 from server.web.assets import StaticAssets, asset_routes
 from server.web.collect import Collect, collect_routes
 from server.web.grpc_web import grpc_web_routes
 from server.web.serving import serve_http
 from server.web.tracking import Tracking, build_web_app
-
-if TYPE_CHECKING:
-    from server.cluster import Cluster
 
 __all__ = ["App", "running"]
 
@@ -73,18 +72,14 @@ class App:
     signer: LinkSigner | None = None
     templates: Templates | None = None
     dispatcher: Dispatcher | None = None
-    cluster: Cluster | None = None
+    mode: Mode | None = None
 
-    async def apply_events(self, user_key: str, events: Iterable[Event], *, device: str = "",
+    async def apply_events(self, user_key: str, events: Iterable[Event], device: str = "",
                            seq: int = 0) -> None:
         """Events for a user that did not come in a batch (opens, clicks, bounces): into
         the user's shard, or in the distributed mode onto its log."""
-        if self.cluster is not None:
-            await self.cluster.publish_events(user_key, events, self.clock.now_ms(),
-                                              device=device, seq=seq)
-            return
-        shard = self.shards[shard_of(user_key, len(self.shards))]
-        await shard.ingest(user_key, list(events), device=device, seq=seq)
+        assert self.mode is not None, "the mode is chosen before anything applies events"
+        await self.mode.apply_events(user_key, events, device, seq)
 
     def reload(self) -> list[str]:
         """Load sequences and templates again; a set with any fault is refused whole
@@ -163,38 +158,22 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
             return shard
 
         metrics = app.metrics
-        counters = {"on_rejected": lambda reason: metrics.batches_rejected.labels(reason).inc(),
-                    "on_accepted": metrics.events_in.inc, "on_bot": metrics.bot_events.inc}
-        ingestor: Ingestor
-        if settings.cluster.enabled:
-            from server.cluster import cluster_node  # distributed mode only
-
-            app.cluster = await stack.enter_async_context(
-                cluster_node(settings, clock, open_shard, counters))
-            app.shards = app.cluster.shards
-            ingestor = app.cluster.ingestor
-            metrics.watch_log(app.cluster.positions)
-        else:
-            held: list[Shard] = []
-            for index in range(settings.server.shards):
-                shard = await open_shard(index)
-                stack.push_async_callback(shard.close)
-                held.append(shard)
-            app.shards = held
-            ingestor = Ingestor(settings, held, clock, **counters)
+        mode = await stack.enter_async_context(_mode(settings, clock, open_shard))
+        app.mode, app.shards = mode, mode.shards
+        mode.watch(metrics)
+        ingestor = Ingestor(settings, mode.delivery, clock,
+                            on_rejected=lambda why: metrics.batches_rejected.labels(why).inc(),
+                            on_accepted=metrics.events_in.inc, on_bot=metrics.bot_events.inc)
         metrics.watch_queues(lambda: [(s.index, s.queue_depth) for s in app.shards])
         metrics.resumed_streams.set_function(lambda: len(ingestor.resumed))
-        admin = AdminActions(app.shards, app.reload, clock.now_ms,
-                             lambda: app.engine.rules.descriptions,
-                             broadcast=app.cluster.broadcast if app.cluster else None)
+        admin = OperatorActions(app.shards, mode.reach, app.reload, clock.now_ms,
+                                lambda: app.engine.rules.descriptions)
         app.ingestor = ingestor
         app.grpc_port = await _start_grpc(stack, settings, ingestor, admin)
         app.signer = LinkSigner(link_secret(settings.server.link_secret, data_dir))
         app.templates = load_templates(settings, data_dir)
         dispatcher = Dispatcher(settings, app.shards, app.current_templates, app.signer, clock,
-                                metrics, dkim_signer(settings),
-                                claims=app.cluster.claims if app.cluster else None,
-                                apply_events=app.apply_events if app.cluster else None)
+                                metrics, mode.claims, app.apply_events, dkim_signer(settings))
         await dispatcher.start()
         stack.push_async_callback(dispatcher.stop)
         app.dispatcher = dispatcher
@@ -203,7 +182,8 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
                             settings.server.operator_token)
         app.collect = Collect(settings, ingestor, clock, metrics)
         await stack.enter_async_context(app.collect.releasing())
-        routes = [*grpc_web_routes(settings, ingestor), *collect_routes(app.collect),
+        routes = [*grpc_web_routes(settings, ingestor, status_of),
+                  *collect_routes(app.collect),
                   *asset_routes(StaticAssets(Path(settings.web.assets_dir))),
                   *_demo_shop(settings)]
         app.http_port = await stack.enter_async_context(
@@ -211,6 +191,17 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
         log.info("pulsewire: gRPC on port %d, HTTP on port %d, %d shards in %s",
                  app.grpc_port, app.http_port, len(app.shards), data_dir)
         yield app
+
+
+def _mode(settings: Settings, clock: Clock,
+          open_shard: Callable[[int, Callable[[], int] | None], Awaitable[Shard]],
+          ) -> AbstractAsyncContextManager[Mode]:
+    """The mode this process runs in, chosen once, here."""
+    if settings.cluster.enabled:
+        from server.cluster import cluster_node  # distributed mode only
+
+        return cluster_node(settings, clock, open_shard)
+    return single_process(settings.server.shards, open_shard, clock)
 
 
 def _demo_shop(settings: Settings) -> list[BaseRoute]:
@@ -228,7 +219,7 @@ def _demo_shop(settings: Settings) -> list[BaseRoute]:
 
 
 async def _start_grpc(stack: AsyncExitStack, settings: Settings, ingestor: Ingestor,
-                      admin: AdminActions) -> int:
+                      admin: OperatorActions) -> int:
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", GRPC_MESSAGE_LIMIT),
         ("grpc.so_reuseport", 0),

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from collector.session import SignalSettings
-from server.errors import PulsewireError
+from server.errors import ConfigError
 
 __all__ = [
     "ClusterSettings",
@@ -33,10 +33,6 @@ __all__ = [
 ]
 
 ENV_PREFIX = "PULSEWIRE_"
-
-
-class ConfigError(PulsewireError):
-    """The configuration cannot be used; the message names the key."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import time
 import grpc
 
 from collector.gen.pulsewire.v1 import batch_pb2
-from server.rpc.batches import sign_email
+from server.ingest.batches import sign_email
 from server.rpc.gen.pulsewire.v1 import ingest_pb2_grpc
 
 MINUTE = 60_000

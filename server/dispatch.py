@@ -15,22 +15,20 @@ The one window where a crash can duplicate an email is after SMTP accepted the m
 before the row is marked sent: on restart it is sent again with the same Message-ID, which
 receiving systems use to drop duplicates. Nothing is ever lost: a row stays queued until marked.
 
-In the distributed mode a send is also claimed cluster-wide before SMTP (`SendClaims`), so a
-node that takes a shard over never sends what the shard's last holder sent; and a bounce goes
-to the user through the log (`apply_events`), like every other change to a user.
+Before SMTP a send is claimed through the mode's `SendClaims` (server/modes.py): in one
+process always granted; in the distributed mode cluster-wide, so a node that takes a shard over
+never sends what the shard's last holder sent. A bounce goes to the user through the mode's
+`apply_events`, like every other change to a user.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable
 from email.utils import parseaddr
-from typing import Any, Protocol
-
-import aiosqlite
+from typing import Any
 
 from server.clock import Clock
 from server.config import Settings
@@ -42,31 +40,21 @@ from server.mail.render import Templates, send_context
 from server.mail.smtp import DeliveryStatus, SmtpSender
 from server.mail.tokens import LinkSigner
 from server.metrics import Metrics
-from server.storage.shard import STATS_UPSERT, OutboxRow, Shard, Shards
+from server.modes import ApplyEvents, SendClaims
+from server.storage.shard import OutboxRow, Shard, Shards
 
-__all__ = ["ApplyEvents", "Dispatcher", "SendClaims"]
+__all__ = ["Dispatcher"]
 
 log = logging.getLogger("pulsewire.dispatch")
 WORKERS = 4
 BATCH = 64
 CLAIMS_RETRY_MS = 1_000
 
-ApplyEvents = Callable[[str, Iterable[Event]], Awaitable[None]]  # (user key, events)
-
-
-class SendClaims(Protocol):
-    async def claim(self, message_key: str) -> bool: ...
-
-    async def sent(self, message_key: str) -> None: ...
-
-    async def give_back(self, message_key: str) -> None: ...
-
 
 class Dispatcher:
     def __init__(self, settings: Settings, shards: Shards, templates: Callable[[], Templates],
-                 signer: LinkSigner, clock: Clock, metrics: Metrics,
-                 dkim: DkimSigner | None = None, claims: SendClaims | None = None,
-                 apply_events: ApplyEvents | None = None) -> None:
+                 signer: LinkSigner, clock: Clock, metrics: Metrics, claims: SendClaims,
+                 apply_events: ApplyEvents, dkim: DkimSigner | None = None) -> None:
         self._settings = settings
         self._shards = shards
         self._templates = templates
@@ -169,66 +157,50 @@ class Dispatcher:
 
     async def _deliver(self, sender: SmtpSender, row: OutboxRow) -> None:
         shard = self._shards[row.shard]
-        if await shard.read("SELECT 1 FROM suppression WHERE email = ?", (row.email.lower(),)):
-            await self._finish(shard, row, "suppressed", "address is suppressed")
+        if await shard.is_suppressed(row.email):
+            await shard.finish_outbox(row, "suppressed", "address is suppressed")
             return
         try:
             message = await self._message(shard, row)
         except PulsewireError as err:
             log.error("outbox row %d cannot be rendered: %s", row.id, err)
-            await self._finish(shard, row, "dead", f"render: {err}")
+            await shard.finish_outbox(row, "dead", f"render: {err}")
             return
         if not await self._claimed(shard, row):
             return
         delivery = await sender.send(self._envelope_from, row.email, message)
         if delivery.status is DeliveryStatus.DELIVERED:
             self._metrics.emails_sent.inc()
-            if self._claims is not None:
-                await self._claims.sent(row.message_key)
-            await self._finish(shard, row, "sent", None)
+            await self._claims.sent(row.message_key)
+            await shard.finish_outbox(row, "sent", None)
         elif delivery.status is DeliveryStatus.PERMANENT:
             self._metrics.emails_failed.labels("permanent").inc()
-            await self._finish(shard, row, "dead", f"{delivery.code} {delivery.message}")
+            await shard.finish_outbox(row, "dead", f"{delivery.code} {delivery.message}")
             if delivery.bounced:  # the address itself is refused, not this message's content
                 bounce = Event("email_bounce", self._clock.now_ms(), {"message": row.message_key})
-                if self._apply_events is not None:
-                    await self._apply_events(row.user_key, [bounce])
-                else:
-                    await shard.ingest(row.user_key, [bounce])
+                await self._apply_events(row.user_key, [bounce], "", 0)
         else:
             self._metrics.emails_failed.labels("transient").inc()
-            if self._claims is not None:
-                await self._claims.give_back(row.message_key)
+            await self._claims.give_back(row.message_key)
             await self._retry(shard, row, f"{delivery.code} {delivery.message}")
 
     async def _claimed(self, shard: Shard, row: OutboxRow) -> bool:
-        """Whether this node may send `row` now (always, outside the distributed mode)."""
-        if self._claims is None:
-            return True
+        """Whether this process may send `row` now."""
         try:
             if await self._claims.claim(row.message_key):
                 return True
         except Unavailable as err:  # not an attempt: try again shortly, uncounted
-            due, error = self._clock.now_ms() + CLAIMS_RETRY_MS, str(err)
-
-            async def later(db: aiosqlite.Connection) -> None:
-                await db.execute("UPDATE outbox SET due_ms = ?, last_error = ? WHERE id = ?"
-                                 " AND status = 'queued'", (due, error, row.id))
-
-            await shard.write(later)
+            await shard.defer_outbox(row, self._clock.now_ms() + CLAIMS_RETRY_MS, str(err))
             return False
         log.info("outbox row %d: %s was sent by another node", row.id, row.message_key)
-        await self._finish(shard, row, "sent", "sent by the shard's previous holder")
+        await shard.finish_outbox(row, "sent", "sent by the shard's previous holder")
         return False
 
     async def _message(self, shard: Shard, row: OutboxRow) -> bytes:
-        profile = await shard.read("SELECT user_id, traits FROM users WHERE key = ?",
-                                   (row.user_key,))
-        user_id, traits = profile[0] if profile else (None, None)
+        user_id, traits = await shard.profile(row.user_key)
         links = LinkBuilder(self._settings.server.public_url, self._signer, row.user_key,
                             row.message_key, row.email)
-        context = send_context(row.vars, email=row.email, user_id=user_id or "",
-                               traits=json.loads(traits) if traits else {})
+        context = send_context(row.vars, email=row.email, user_id=user_id, traits=traits)
         rendered = self._templates().render(row.template, context, links)
         return build_message(rendered, sender=self._settings.smtp.sender, to=row.email,
                              message_key=row.message_key, unsubscribe_url=links.unsubscribe(),
@@ -238,25 +210,8 @@ class Dispatcher:
         policy = self._settings.dispatch
         attempts = row.attempts + 1
         if attempts >= policy.max_attempts:
-            await self._finish(shard, row, "dead", error)
+            await shard.finish_outbox(row, "dead", error)
             return
         backoff_s = min(policy.backoff_max_s, policy.backoff_first_s * 2 ** (attempts - 1))
-        due = self._clock.now_ms() + int(backoff_s * 1000)
-
-        async def mark(db: aiosqlite.Connection) -> None:
-            await db.execute("UPDATE outbox SET attempts = ?, due_ms = ?, last_error = ?"
-                             " WHERE id = ? AND status = 'queued'", (attempts, due, error, row.id))
-
-        await shard.write(mark)
-
-    async def _finish(self, shard: Shard, row: OutboxRow, status: str, error: str | None) -> None:
-        now = self._clock.now_ms()
-
-        async def mark(db: aiosqlite.Connection) -> None:
-            await db.execute("UPDATE outbox SET status = ?, attempts = attempts + 1,"
-                             " last_error = ?, sent_ms = ? WHERE id = ? AND status = 'queued'",
-                             (status, error, now if status == "sent" else None, row.id))
-            if status != "sent":
-                await db.execute(STATS_UPSERT, (row.sequence, row.step, status, 1))
-
-        await shard.write(mark)
+        await shard.retry_outbox(row, attempts, self._clock.now_ms() + int(backoff_s * 1000),
+                                 error)

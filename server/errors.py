@@ -5,11 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 __all__ = [
+    "CatalogError",
+    "ConfigError",
     "InvalidBatch",
+    "InvalidEntry",
+    "InvalidMessage",
     "InvalidSequence",
+    "InvalidTemplates",
+    "InvalidToken",
     "Problem",
     "PulsewireError",
+    "RateLimited",
+    "RenderError",
+    "ResumeUnknown",
     "ShardClosed",
+    "Unauthenticated",
     "Unavailable",
     "UnverifiedIdentity",
 ]
@@ -57,3 +67,53 @@ class ShardClosed(PulsewireError):
 
 class Unavailable(PulsewireError):
     """A part the request needs is out of reach for now (the log in distributed mode); retry."""
+
+
+class ConfigError(PulsewireError):
+    """The configuration cannot be used; the message names the key."""
+
+
+# ---- ingest -----------------------------------------------------------------------------------
+
+class Unauthenticated(PulsewireError):
+    """Wrong site key, or a missing or wrong operator token."""
+
+
+class RateLimited(PulsewireError):
+    """Over the site's event rate or a batch limit."""
+
+
+class ResumeUnknown(PulsewireError):
+    """A resumed batch whose token this server does not hold: send the batch in full."""
+
+
+class InvalidEntry(PulsewireError):
+    """A message on a shard subject (distributed mode) that is not a log entry of this
+    version."""
+
+
+# ---- mail -------------------------------------------------------------------------------------
+
+class InvalidTemplates(PulsewireError):
+    """A template directory failed to load; `problems` lists every fault, each located."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class RenderError(PulsewireError):
+    """A template could not be rendered; the message names the file and line when known.
+    The Jinja2 error it came from (e.g. `SecurityError`) is its `__cause__`."""
+
+
+class InvalidMessage(PulsewireError):
+    """A message cannot be built: a bad address, or a header that would break the message."""
+
+
+class InvalidToken(PulsewireError):
+    """A link token was tampered with, made for another kind, or is not a token at all."""
+
+
+class CatalogError(PulsewireError):
+    """A catalog file cannot be read or imported; the message names the file and line."""

@@ -34,7 +34,7 @@ from scripts.benchmarks import server_stack
 from scripts.benchmarks.load_client import LoadSpec, run_load
 from scripts.benchmarks.server_stack import Server
 from scripts.benchmarks.traffic import SITE_KEY, SITE_SECRET
-from server.rpc.batches import sign_email
+from server.ingest.batches import sign_email
 from server.rpc.gen.pulsewire.v1 import ingest_pb2_grpc
 
 COMMIT_EVENTS_PER_S = 20_000

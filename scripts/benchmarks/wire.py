@@ -36,7 +36,7 @@ from typing import Any
 from collector import BatchLimits, Collector, decode_batch, sign_email
 from collector.gen.pulsewire.v1 import batch_pb2
 from scripts.benchmarks.server_stack import EXAMPLES, REPO
-from server.rpc.resume import ResumedStreams
+from server.ingest.resume import ResumedStreams
 
 
 def _wire_size_tests() -> ModuleType:

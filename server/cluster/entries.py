@@ -27,17 +27,13 @@ from typing import Any
 import msgpack
 
 from server.engine import Event
-from server.errors import PulsewireError
+from server.errors import InvalidEntry
 
 __all__ = ["ANON", "CLAIM", "OP", "USER", "InvalidEntry", "LogEntry"]
 
 ANON, CLAIM, USER, OP = "anon", "claim", "user", "op"
 _KINDS = {ANON: 0, CLAIM: 1, USER: 2, OP: 3}
 _NAMES = {number: name for name, number in _KINDS.items()}
-
-
-class InvalidEntry(PulsewireError):
-    """A message on a shard subject that is not a log entry of this version."""
 
 
 @dataclass(frozen=True, slots=True)

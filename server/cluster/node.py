@@ -15,23 +15,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from server.clock import Clock
 from server.cluster.jetstream import JetStreamLog
 from server.cluster.leases import Leases
 from server.cluster.owner import ShardOwner
-from server.cluster.publish import LogIngestor, publish_events, publish_op
+from server.cluster.publish import LogDelivery, LogReach, publish_events
 from server.cluster.send_claims import SendClaims
-from server.cluster.snapshots import Snapshots, file_position
+from server.cluster.snapshots import Snapshots
 from server.config import Settings
 from server.engine import Event
 from server.errors import ShardClosed, Unavailable
-from server.rpc.ingest import Ingestor
+from server.metrics import Metrics
 from server.storage.shard import Shard
+from server.storage.statements import file_log_position
 
 __all__ = ["Cluster", "ClusterNode", "ShardTable", "cluster_node"]
 
@@ -252,7 +252,7 @@ class ClusterNode:
 
     async def _save(self, index: int) -> None:
         path = self._path_of(index)
-        if await self._snapshots.latest(index) > await asyncio.to_thread(file_position, path):
+        if await self._snapshots.latest(index) > await asyncio.to_thread(file_log_position, path):
             return  # a newer copy is there already (another holder's)
         self._saved[index] = await self._snapshots.save(index, path)
 
@@ -266,39 +266,36 @@ class ClusterNode:
 
 
 class Cluster(ClusterNode):
-    """The node plus what the app reaches the cluster through: the ingestor that publishes,
-    the send claims, and publishing engine events for a user."""
+    """The node as the app's mode (server/modes.py): batches and engine events go onto the
+    shard logs, sends are claimed cluster-wide, operator calls reach every shard's owner
+    through the log."""
 
     def __init__(self, settings: Settings, log_: JetStreamLog, clock: Clock,
                  open_shard: Callable[[int, Callable[[], int]], Awaitable[Shard]],
-                 path_of: Callable[[int], Path], ingestor: Ingestor) -> None:
+                 path_of: Callable[[int], Path]) -> None:
         super().__init__(settings, log_, clock, open_shard, path_of)
-        self.ingestor = ingestor
+        self.delivery = LogDelivery(log_, settings.server.shards)
         self.claims = SendClaims(log_.sent, settings.cluster.node)
+        self.reach = LogReach(log_, settings.server.shards, clock.now_ms)
 
-    async def publish_events(self, user_key: str, events: Iterable[Event], at_ms: int, *,
-                             device: str = "", seq: int = 0) -> None:
+    async def apply_events(self, user_key: str, events: Iterable[Event], device: str = "",
+                           seq: int = 0) -> None:
         await publish_events(self._log, self._settings.server.shards, user_key, events,
-                             at_ms=at_ms, device=device, seq=seq)
+                             at_ms=self._clock.now_ms(), device=device, seq=seq)
 
-    async def broadcast(self, call: str, argument: str) -> None:
-        """An operator's erase or suppress, to every shard through the log."""
-        await publish_op(self._log, self._settings.server.shards, call, argument,
-                         at_ms=self._clock.now_ms())
+    def watch(self, metrics: Metrics) -> None:
+        metrics.watch_log(self.positions)
 
 
 @asynccontextmanager
 async def cluster_node(settings: Settings, clock: Clock,
                        open_shard: Callable[[int, Callable[[], int]], Awaitable[Shard]],
-                       counters: Mapping[str, Any]) -> AsyncIterator[Cluster]:
+                       ) -> AsyncIterator[Cluster]:
     """Connect to NATS, take this node's shards, and hand them all back on the way out."""
     log_ = await JetStreamLog.connect(settings.cluster)
     try:
-        ingestor = LogIngestor(settings, [], clock, log=log_,
-                               shard_count=settings.server.shards, **counters)
         node = Cluster(settings, log_, clock, open_shard,
-                       lambda index: Path(settings.server.data_dir) / f"shard-{index:03d}.sqlite",
-                       ingestor)
+                       lambda index: Path(settings.server.data_dir) / f"shard-{index:03d}.sqlite")
         await node.start()
         try:
             yield node

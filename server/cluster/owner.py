@@ -34,8 +34,8 @@ from server.cluster.publish import publish_op
 from server.config import Settings
 from server.engine import Event
 from server.errors import PulsewireError, ShardClosed, Unavailable
-from server.rpc.admin import AdminActions
-from server.rpc.batches import decode_batch
+from server.ingest import decode_batch, link_kind, route
+from server.operator_actions import ShardOperations, find_users
 from server.storage.router import shard_of
 from server.storage.shard import Identity, Shard
 
@@ -168,20 +168,17 @@ class ShardOwner:
             await asyncio.gather(*queued)  # what came before the call is in the file first
             await self._operate(entry)
             queued.append(self.shard.enqueue_position(position))
-        elif entry.kind == ANON:
-            owner = await self._alias(entry.device_key)
-            await self._to(owner or entry.key, entry, None, position, queued)
-        elif entry.kind == CLAIM:
-            owner = await self._alias(entry.device_key)
-            if owner == entry.key:
-                await self._to(entry.key, entry, None, position, queued)
+        elif entry.kind in (ANON, CLAIM):
+            to = route(entry.key, entry.device_key, await self._alias(entry.device_key))
+            if not to.claims:
+                await self._to(to.key, entry, None, position, queued)
                 return
             await asyncio.gather(*queued)  # the device's queued batches are part of its history
             history = await self.shard.anonymous_state(entry.device_key)
-            await self._to(entry.key, entry, history, position, queued)
-            queued.append(self.shard.enqueue_link("alias" if history is None else "retire",
-                                                  entry.device_key, entry.key, position))
-            self._aliases[entry.device_key] = entry.key
+            await self._to(to.key, entry, history, position, queued)
+            queued.append(self.shard.enqueue_link(link_kind(history), entry.device_key, to.key,
+                                                  position))
+            self._aliases[entry.device_key] = to.key
         else:
             await self._to(entry.key, entry, entry.merge, position, queued)
 
@@ -211,22 +208,21 @@ class ShardOwner:
         shard's outbox, as in the embedded server."""
         if event.name not in _FEEDBACK or "sequence" in event.props:
             return event
-        rows = await self.shard.read("SELECT sequence, step FROM outbox WHERE message_key = ?",
-                                     (event.props.get("message", ""),))
-        if not rows:
+        sent_by = await self.shard.message_step(str(event.props.get("message", "")))
+        if sent_by is None:
             return event
-        return event._replace(props={**event.props, "sequence": rows[0][0], "step": rows[0][1]})
+        return event._replace(props={**event.props, "sequence": sent_by[0], "step": sent_by[1]})
 
     async def _operate(self, entry: LogEntry) -> None:
         """An operator's call on this shard, as the embedded server does it on all of them. An
         erase by address or id that finds users here is sent on by their keys, so the other
         shards remove the users' aliases and dedup keys too."""
-        actions = AdminActions([self.shard], lambda: [], self._clock.now_ms)
+        here = ShardOperations([self.shard], self._clock.now_ms)
         if entry.key in ("suppress", "unsuppress"):
-            await actions.suppress(entry.device, entry.key == "suppress")
+            await here.suppress(entry.device, entry.key == "suppress")
         elif entry.key == "erase":
-            found = [row[0] for _, row in await actions.find_users(entry.device)]
-            await actions.erase(entry.device)
+            found = [user.key for _, user in await find_users([self.shard], entry.device)]
+            await here.erase(entry.device)
             self._aliases.clear()
             for key in found:
                 if key != entry.device:

@@ -4,35 +4,54 @@ the client's ack waits for JetStream's. The shard's owner, wherever it runs, app
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from collector.gen.pulsewire.v1 import batch_pb2
 from server.cluster.entries import ANON, CLAIM, OP, USER, LogEntry
 from server.cluster.jetstream import JetStreamLog
 from server.engine import Event
-from server.rpc.batches import DecodedBatch
-from server.rpc.ingest import Ingestor
+from server.ingest import DecodedBatch
+from server.storage.router import device_key as device_key_of
 from server.storage.router import shard_of
 from server.storage.shard import IngestResult
 
-__all__ = ["LogIngestor", "publish_events", "publish_op"]
+__all__ = ["LogDelivery", "LogReach", "publish_events", "publish_op"]
 
 
-class LogIngestor(Ingestor):
-    def __init__(self, *args: object, log: JetStreamLog, shard_count: int,
-                 **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+class LogDelivery:
+    """The distributed mode's `Delivery`: an accepted batch goes onto its device's shard log;
+    the client's ack waits for JetStream's."""
+
+    def __init__(self, log: JetStreamLog, shard_count: int) -> None:
         self._log = log
         self._count = shard_count
 
     async def deliver(self, batch: batch_pb2.Batch, decoded: DecodedBatch,
                       now_ms: int) -> IngestResult:
-        device_key = f"d:{decoded.device}"
+        device_key = device_key_of(decoded.device)
         kind = ANON if decoded.user_key == device_key else CLAIM
         entry = LogEntry(kind, decoded.user_key, now_ms, decoded.device, decoded.seq,
                          batch.SerializeToString())
         duplicate = await self._log.publish(shard_of(device_key, self._count), entry, "b")
         return IngestResult(len(decoded.events), duplicate)
+
+
+class LogReach:
+    """The distributed mode's `OperatorReach`: an erase or suppress goes onto every shard's
+    log, and returns once durable, before it is applied (erase reports 0 rows)."""
+
+    def __init__(self, log: JetStreamLog, shard_count: int, now_ms: Callable[[], int]) -> None:
+        self._log = log
+        self._count = shard_count
+        self._now_ms = now_ms
+
+    async def suppress(self, address: str, suppressed: bool) -> None:
+        await publish_op(self._log, self._count, "suppress" if suppressed else "unsuppress",
+                         address, at_ms=self._now_ms())
+
+    async def erase(self, who: str) -> int:
+        await publish_op(self._log, self._count, "erase", who, at_ms=self._now_ms())
+        return 0
 
 
 async def publish_events(log: JetStreamLog, shard_count: int, user_key: str,

@@ -20,7 +20,9 @@ from nats.js.api import ObjectMeta
 from nats.js.errors import NotFoundError, ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
-__all__ = ["Snapshots", "file_position"]
+from server.storage.statements import file_log_position
+
+__all__ = ["Snapshots"]
 
 log = logging.getLogger("pulsewire.cluster")
 
@@ -53,7 +55,7 @@ class Snapshots:
 
     async def restore(self, shard: int, path: Path) -> int:
         """Make `path` at least as far along as the latest snapshot; returns its position."""
-        local = await asyncio.to_thread(file_position, path)
+        local = await asyncio.to_thread(file_log_position, path)
         remote = await self.latest(shard)
         if remote <= local:
             return local
@@ -69,20 +71,8 @@ class Snapshots:
         return remote
 
 
-def file_position(path: Path) -> int:
-    """The log position a shard file holds (-1: no file, 0: never fed from the log)."""
-    if not path.exists():
-        return -1
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
-        try:
-            row = conn.execute("SELECT seq FROM log_position WHERE id = 0").fetchone()
-        except sqlite3.OperationalError:  # an older schema: no position table yet
-            return 0
-    return int(row[0]) if row else 0
-
-
 def _backup(path: Path, copy: Path) -> int:
     with contextlib.closing(sqlite3.connect(path)) as source, \
             contextlib.closing(sqlite3.connect(copy)) as target:
         source.backup(target)
-    return file_position(copy)
+    return file_log_position(copy)

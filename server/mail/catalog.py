@@ -21,7 +21,7 @@ from contextlib import closing, contextmanager
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
-from server.errors import PulsewireError
+from server.errors import CatalogError
 from server.mail.money import parse_price
 
 __all__ = ["CSV_COLUMNS", "Catalog", "CatalogError", "Product"]
@@ -39,10 +39,6 @@ CREATE TABLE IF NOT EXISTS products (
     stock INTEGER
 )
 """
-
-
-class CatalogError(PulsewireError):
-    """A catalog file cannot be read or imported; the message names the file and line."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ from pathlib import Path
 import dkim as dkimpy
 from dkim.crypto import parse_pem_private_key
 
-from server.errors import PulsewireError
+from server.errors import InvalidMessage
 from server.mail.render import RenderedEmail
 
 __all__ = ["DKIM_HEADERS", "DkimSigner", "InvalidMessage", "build_message", "message_id_for"]
@@ -38,10 +38,6 @@ __all__ = ["DKIM_HEADERS", "DkimSigner", "InvalidMessage", "build_message", "mes
 
 DKIM_HEADERS = ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type",
                 "List-Unsubscribe", "List-Unsubscribe-Post")
-
-
-class InvalidMessage(PulsewireError):
-    """A message cannot be built: a bad address, or a header that would break the message."""
 
 
 class DkimSigner:

@@ -36,7 +36,7 @@ from jinja2 import meta
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from server.errors import Problem, PulsewireError
+from server.errors import InvalidTemplates, Problem, RenderError
 from server.mail.catalog import Catalog, Product
 from server.mail.html_text import html_to_text
 from server.mail.links import LinkBuilder, add_open_pixel, track_links
@@ -53,19 +53,6 @@ __all__ = [
 
 _SUBJECT, _HTML, _TEXT = ".subject.txt", ".html", ".txt"
 _GLOBALS_KEPT = ("range", "dict", "namespace")
-
-
-class InvalidTemplates(PulsewireError):
-    """A template directory failed to load; `problems` lists every fault, each located."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
-
-
-class RenderError(PulsewireError):
-    """A template could not be rendered; the message names the file and line when known.
-    The Jinja2 error it came from (e.g. `SecurityError`) is its `__cause__`."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ import hmac
 import re
 from collections.abc import Mapping
 
-from server.errors import PulsewireError
+from server.errors import InvalidToken
 
 __all__ = ["KIND_CLICK", "KIND_OPEN", "KIND_UNSUBSCRIBE", "InvalidToken", "LinkSigner"]
 
@@ -33,10 +33,6 @@ _VERSION = 1
 _TAG_BYTES = 16  # 128-bit tag
 _MIN_SECRET_BYTES = 16
 _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
-
-
-class InvalidToken(PulsewireError):
-    """A link token was tampered with, made for another kind, or is not a token at all."""
 
 
 class LinkSigner:

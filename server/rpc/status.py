@@ -7,22 +7,15 @@ import grpc
 from server.errors import (
     InvalidBatch,
     InvalidSequence,
-    PulsewireError,
+    InvalidTemplates,
+    RateLimited,
+    ResumeUnknown,
     ShardClosed,
+    Unauthenticated,
     Unavailable,
 )
-from server.mail.render import InvalidTemplates
-from server.rpc.resume import ResumeUnknown
 
-__all__ = ["RateLimited", "Unauthenticated", "status_of"]
-
-
-class Unauthenticated(PulsewireError):
-    """Wrong site key, or a missing or wrong operator token."""
-
-
-class RateLimited(PulsewireError):
-    """Over the site's event rate or a batch limit."""
+__all__ = ["status_of"]
 
 
 _TABLE: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (

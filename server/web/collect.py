@@ -41,8 +41,8 @@ from collector.raw_signals import MAX_PAYLOAD_BYTES, InvalidSignals, parse_paylo
 from server.clock import Clock
 from server.config import Settings
 from server.errors import InvalidBatch, PulsewireError
+from server.ingest import Ingestor, ack_of
 from server.metrics import Metrics
-from server.rpc.ingest import Ingestor, ack_of
 from server.web.bodies import BodyTooLarge, bounded_body
 from server.web.grpc_web import (
     cors_headers,

@@ -17,6 +17,7 @@ identities govern as on native gRPC.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from urllib.parse import quote
 
 import grpc
@@ -28,9 +29,8 @@ from starlette.routing import Route
 from collector.gen.pulsewire.v1 import batch_pb2
 from collector.grpc_web import COMPRESSED_FLAG, TRAILER_FLAG, InvalidFrame, frame, split_frames
 from server.config import Settings
-from server.errors import InvalidBatch, PulsewireError
-from server.rpc.ingest import Ingestor
-from server.rpc.status import Unauthenticated, status_of
+from server.errors import InvalidBatch, PulsewireError, Unauthenticated
+from server.ingest import Ingestor
 
 __all__ = ["SEND_PATH", "cors_headers", "frames", "grpc_web_routes", "origin_allowed",
            "own_origin"]
@@ -102,10 +102,14 @@ def _trailers(code: grpc.StatusCode, message: str) -> bytes:
     return frame(lines.encode(), TRAILER_FLAG)
 
 
+StatusOf = Callable[[Exception], grpc.StatusCode]  # the gRPC error table (server/rpc/status.py)
+
+
 class _Send:
-    def __init__(self, settings: Settings, ingestor: Ingestor) -> None:
+    def __init__(self, settings: Settings, ingestor: Ingestor, status_of: StatusOf) -> None:
         self._settings = settings
         self._ingestor = ingestor
+        self._status_of = status_of
 
     async def handle(self, request: Request) -> Response:
         origin = request.headers.get("origin")
@@ -116,7 +120,7 @@ class _Send:
         try:
             ack = await self._accept(await request.body(), origin, own_origin(request))
         except PulsewireError as err:
-            return self._refused(status_of(err), str(err), cors)
+            return self._refused(self._status_of(err), str(err), cors)
         except Exception:
             log.exception("gRPC-Web ingest failed")
             return self._refused(grpc.StatusCode.INTERNAL, "internal error; retry the batch",
@@ -151,6 +155,8 @@ def _preflight(settings: Settings) -> Route:
     return Route(SEND_PATH, answer, methods=["OPTIONS"])
 
 
-def grpc_web_routes(settings: Settings, ingestor: Ingestor) -> list[Route]:
-    return [Route(SEND_PATH, _Send(settings, ingestor).handle, methods=["POST"]),
+def grpc_web_routes(settings: Settings, ingestor: Ingestor, status_of: StatusOf) -> list[Route]:
+    """Ingest.Send over gRPC-Web; `status_of` maps a refusal to its gRPC status, as for
+    native gRPC."""
+    return [Route(SEND_PATH, _Send(settings, ingestor, status_of).handle, methods=["POST"]),
             _preflight(settings)]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hmac
 import html
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
@@ -35,7 +35,8 @@ from server.mail.tokens import (
     LinkSigner,
 )
 from server.metrics import Metrics
-from server.storage.router import shard_of
+from server.modes import ApplyEvents
+from server.storage.router import feedback_device, shard_of
 from server.storage.shard import Shards
 
 __all__ = ["Tracking", "build_web_app"]
@@ -56,7 +57,7 @@ class Tracking:
     shards: Shards
     clock: Clock
     metrics: Metrics
-    apply_events: Callable[..., Awaitable[None]]  # App.apply_events
+    apply_events: ApplyEvents  # the mode's
     operator_token: str = field(default="", repr=False)  # also opens /metrics to other hosts
 
     async def feedback(self, kind: str, payload: dict[str, str], extra: dict[str, str],
@@ -64,16 +65,14 @@ class Tracking:
         user, message = payload["user"], payload["message"]
         props: dict[str, str | int] = {"message": message, **extra}
         try:
-            shard = self.shards[shard_of(user, len(self.shards))]
-            rows = await shard.read("SELECT sequence, step FROM outbox WHERE message_key = ?",
-                                    (message,))
+            sent_by = await self.shards[shard_of(user, len(self.shards))].message_step(message)
         except ShardClosed:  # held by another node, whose owner adds sequence and step
-            rows = []
-        if rows:
-            props.update(sequence=rows[0][0], step=rows[0][1])
+            sent_by = None
+        if sent_by is not None:
+            props.update(sequence=sent_by[0], step=sent_by[1])
         event = Event(kind, self.clock.now_ms(), props)
-        await self.apply_events(user, [event], device=f"m:{message}" if dedup_seq else "",
-                                seq=dedup_seq)
+        await self.apply_events(user, [event], feedback_device(message) if dedup_seq else "",
+                                dedup_seq)
 
 
 def _verify(tracking: Tracking, kind: str, token: str) -> dict[str, str] | None:

@@ -24,8 +24,8 @@ from server.app import App, running
 from server.config import load_settings
 from server.mail.catalog import Catalog
 from server.mail.mailcatcher import MailCatcher
-from server.rpc.ingest import Ingestor
-from server.rpc.resume import ResumeUnknown
+from server.ingest import Ingestor
+from server.ingest.resume import ResumeUnknown
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

@@ -25,7 +25,7 @@ from collector.batching import BatchContext, Batcher, BatchLimits
 from collector.events import Identify, PageView
 from collector.gen.pulsewire.v1 import batch_pb2
 from collector.track import tracked_event
-from server.rpc.resume import ResumedStreams, ResumeUnknown
+from server.ingest.resume import ResumedStreams, ResumeUnknown
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "server"))

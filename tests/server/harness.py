@@ -17,7 +17,7 @@ from collector.gen.pulsewire.v1 import batch_pb2, events_pb2
 from server.app import App, running
 from server.clock import Clock
 from server.config import Settings, load_settings
-from server.rpc.batches import sign_email
+from server.ingest.batches import sign_email
 from server.rpc.gen.pulsewire.v1 import ingest_pb2_grpc
 
 SITE_KEY, SITE_SECRET = "demo", "test-secret"

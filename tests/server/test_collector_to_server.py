@@ -24,7 +24,7 @@ from harness import (
 from collector import BatchContext, Collector
 from collector.gen.pulsewire.v1 import batch_pb2
 from server.clock import ManualClock
-from server.rpc.batches import sign_email
+from server.ingest.batches import sign_email
 
 T0 = 1_800_000_000_000
 ENGAGED_CART = """

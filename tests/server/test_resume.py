@@ -12,8 +12,8 @@ from collector import BatchContext, Collector, sign_email
 from collector.gen.pulsewire.v1 import batch_pb2
 from server.config import IngestSettings, SiteSettings
 from server.errors import InvalidBatch
-from server.rpc.batches import decode_batch
-from server.rpc.resume import MAX_STRINGS, OVERHEAD_BYTES, ResumedStreams, ResumeUnknown
+from server.ingest.batches import decode_batch
+from server.ingest.resume import MAX_STRINGS, OVERHEAD_BYTES, ResumedStreams, ResumeUnknown
 
 SITE = SiteSettings("site", "secret")
 LIMITS = IngestSettings()

@@ -26,7 +26,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from collector.gen.pulsewire.v1 import batch_pb2
-from server.errors import InvalidBatch, PulsewireError
+from server.errors import InvalidBatch, ResumeUnknown
 
 __all__ = ["MAX_STRINGS", "ResumeUnknown", "ResumedStream", "ResumedStreams"]
 
@@ -36,10 +36,6 @@ CAPACITY = 100_000
 BUDGET_BYTES = 64 * 1024 * 1024  # kept strings over all streams, each counted with OVERHEAD
 OVERHEAD_BYTES = 512  # what a kept stream costs beside its strings (objects, context)
 IDLE_MS = 30 * 60_000
-
-
-class ResumeUnknown(PulsewireError):
-    """A resumed batch whose token this server does not hold: send the batch in full."""
 
 
 @dataclass(slots=True)

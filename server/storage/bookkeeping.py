@@ -1,0 +1,159 @@
+"""What a shard keeps of a user besides the engine's state, and how engine decisions become
+rows: pure rules, no I/O (the writer applies them to a group, then writes what they gathered).
+
+- The identify rule: an identity that names an email (or changes whether it is verified)
+  tells the engine, which decides mailability ("unverified" blocks mail until the site signs).
+- Suppression: an unsubscribe or a bounce suppresses the user's address.
+- Counters (`stats`): per sequence and step, `sent`, `suppressed:<reason>`, `opened`,
+  `clicked`, `converted`; per sequence (step -1) `entered` and `exited`.
+- Conversion credit: a purchase within CONVERSION_WINDOW_MS of the user's last email credits
+  that email's step, once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.engine import (
+    Action,
+    Engine,
+    Entered,
+    Event,
+    Exited,
+    Send,
+    Suppressed,
+    UserState,
+    decode_state,
+)
+from server.storage.work import Identity, Ingest
+
+__all__ = [
+    "CONVERSION_WINDOW_MS",
+    "Changes",
+    "UserRecord",
+    "apply_ingest",
+    "fire_timer",
+    "note_identity",
+]
+
+CONVERSION_WINDOW_MS = 7 * 86_400_000  # a purchase this soon after an email credits it
+_SUPPRESSING_EVENTS = {"unsubscribe": "unsubscribed", "email_bounce": "bounced"}
+_FEEDBACK = {"email_open": "opened", "email_click": "clicked"}
+
+
+@dataclass(slots=True)
+class UserRecord:
+    state: UserState
+    email: str | None = None
+    verified: bool = False
+    user_id: str | None = None
+    traits: dict[str, str] = field(default_factory=dict)
+    created_ms: int = 0
+    stored: bool = False  # a row exists in the file
+    last_sent: tuple[str, int, int] | None = None  # (sequence, step, at): a purchase credits it
+
+
+@dataclass(slots=True)
+class Changes:
+    """Rows one group writes, gathered before the transaction."""
+
+    users: set[str] = field(default_factory=set)
+    dedup: list[tuple[str, int, int, int, str]] = field(default_factory=list)
+    outbox: list[tuple[Any, ...]] = field(default_factory=list)
+    send_log: list[tuple[Any, ...]] = field(default_factory=list)
+    stats: dict[tuple[str, int, str], int] = field(default_factory=dict)
+    suppress: list[tuple[str, str, int]] = field(default_factory=list)
+
+    def count(self, sequence: str, step: int, counter: str) -> None:
+        key = (sequence, step, counter)
+        self.stats[key] = self.stats.get(key, 0) + 1
+
+
+def apply_ingest(engine: Engine, item: Ingest, user: UserRecord, now: int,
+                 changes: Changes) -> None:
+    """One user's batch through the engine, its decisions gathered into `changes`."""
+    actions: list[Action] = []
+    if item.merge_from is not None:
+        engine.merge(user.state, decode_state(item.user_key, item.merge_from))
+    if item.identity is not None:
+        note_identity(user, item.identity)
+        at = item.events[0].at_ms if item.events else now
+        if (identify := _identify(user, at)) is not None:
+            actions.extend(engine.receive(user.state, identify))
+    for event in item.events:
+        if event.name in _SUPPRESSING_EVENTS and user.email:
+            changes.suppress.append((user.email.lower(), _SUPPRESSING_EVENTS[event.name], now))
+        if event.name in _FEEDBACK:
+            _count_feedback(event, changes)
+        elif event.name == "purchase":
+            _credit_conversion(user, event, changes)
+        actions.extend(engine.receive(user.state, event))
+    actions.extend(engine.advance(user.state, now))
+    record(item.user_key, user, actions, now, changes)
+
+
+def fire_timer(engine: Engine, key: str, user: UserRecord, now: int, changes: Changes) -> None:
+    record(key, user, engine.advance(user.state, now), now, changes)
+
+
+def note_identity(user: UserRecord, identity: Identity) -> None:
+    if identity.email:
+        changed = (user.email or "").lower() != identity.email.lower()
+        user.email = identity.email
+        user.verified = identity.verified or (user.verified and not changed)
+    if identity.user_id:
+        user.user_id = identity.user_id
+    user.traits.update(identity.traits)
+
+
+def _identify(user: UserRecord, at: int) -> Event | None:
+    """The identify event the engine must hear: when the user has an email and whether it is
+    verified changes what the engine knows (an unsubscribe or bounce stays)."""
+    wanted = "" if user.verified else "unverified"
+    if user.email and user.state.block in (None, "", "unverified") and user.state.block != wanted:
+        return Event("identify", at, {"verified": user.verified})
+    return None
+
+
+def _credit_conversion(user: UserRecord, event: Event, changes: Changes) -> None:
+    if user.last_sent is not None:
+        sequence, step, sent_ms = user.last_sent
+        if 0 <= event.at_ms - sent_ms <= CONVERSION_WINDOW_MS:
+            changes.count(sequence, step, "converted")
+        user.last_sent = None
+
+
+def _count_feedback(event: Event, changes: Changes) -> None:
+    sequence, step = event.props.get("sequence"), event.props.get("step")
+    if isinstance(sequence, str) and isinstance(step, int):
+        changes.count(sequence, step, _FEEDBACK[event.name])
+
+
+def record(key: str, user: UserRecord, actions: list[Action], now: int,
+           changes: Changes) -> None:
+    """Engine actions -> outbox rows, the send log and counters."""
+    changes.users.add(key)
+    for action in actions:
+        if isinstance(action, Send):
+            if not user.email:
+                changes.send_log.append((key, action.sequence, action.step, action.template,
+                                         action.at_ms, "suppressed", "no_email", None))
+                changes.count(action.sequence, action.step, "suppressed:no_email")
+                continue
+            changes.outbox.append((action.message_key, key, user.email, action.sequence,
+                                   action.step, action.template,
+                                   json.dumps(dict(action.vars), sort_keys=True), now, now))
+            changes.send_log.append((key, action.sequence, action.step, action.template,
+                                     action.at_ms, "sent", None, action.message_key))
+            changes.count(action.sequence, action.step, "sent")
+            user.last_sent = (action.sequence, action.step, action.at_ms)
+        elif isinstance(action, Suppressed):
+            changes.send_log.append((key, action.sequence, action.step, action.template,
+                                     action.at_ms, "suppressed", action.reason, None))
+            changes.count(action.sequence, action.step, f"suppressed:{action.reason}")
+        elif isinstance(action, Entered):
+            changes.count(action.sequence, -1, "entered")
+        elif isinstance(action, Exited):
+            changes.count(action.sequence, -1, "exited")

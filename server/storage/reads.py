@@ -1,0 +1,71 @@
+"""A shard's reads: typed, through the shard's read connection (WAL: they see the last commit
+and never wait for the writer)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import aiosqlite
+
+from server.errors import ShardClosed
+from server.storage import statements as sql
+from server.storage.statements import OutboxRow, SendRow, UserRow
+
+__all__ = ["ShardReads"]
+
+
+class ShardReads:
+    index: int
+    _reader: aiosqlite.Connection | None
+
+    async def read(self, query: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
+        """Any query, for tests and tools: the server itself uses the typed reads below."""
+        async with self._reading().execute(query, tuple(params)) as cursor:
+            return [tuple(row) for row in await cursor.fetchall()]
+
+    def _reading(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise ShardClosed(f"shard {self.index} is closed")
+        return self._reader
+
+    async def log_position(self) -> int:
+        """The last log sequence committed to this file (0: none)."""
+        return await sql.log_position(self._reading())
+
+    async def anonymous_state(self, device_key: str) -> bytes | None:
+        """The committed engine state of an anonymous device profile, if there is one."""
+        return await sql.anonymous_state(self._reading(), device_key)
+
+    async def alias_of(self, device_key: str) -> str | None:
+        return await sql.alias_of(self._reading(), device_key)
+
+    async def due_outbox(self, now_ms: int, limit: int) -> list[OutboxRow]:
+        return await sql.due_outbox(self._reading(), now_ms, limit, self.index)
+
+    async def next_outbox_due(self) -> int | None:
+        return await sql.next_outbox_due(self._reading())
+
+    async def message_step(self, message_key: str) -> tuple[str, int] | None:
+        return await sql.message_step(self._reading(), message_key)
+
+    async def is_suppressed(self, email: str) -> bool:
+        return await sql.is_suppressed(self._reading(), email)
+
+    async def profile(self, user_key: str) -> tuple[str, dict[str, str]]:
+        return await sql.profile(self._reading(), user_key)
+
+    async def users_by_email(self, email: str) -> list[UserRow]:
+        return await sql.users_by_email(self._reading(), email)
+
+    async def user(self, key: str) -> UserRow | None:
+        return await sql.user_by_key(self._reading(), key)
+
+    async def devices_of(self, user_key: str) -> list[str]:
+        return await sql.devices_of(self._reading(), user_key)
+
+    async def recent_sends(self, user_key: str, limit: int = 50) -> list[SendRow]:
+        return await sql.recent_sends(self._reading(), user_key, limit)
+
+    async def stats(self) -> list[tuple[str, int, str, int]]:
+        return await sql.stats(self._reading())
