@@ -8,9 +8,11 @@
 """
 
 from server.engine.actions import Action, Entered, Exited, Send, Suppressed
-from server.engine.engine import MAX_CHAIN, Engine, key_text
+from server.engine.compiling import compile_rules
+from server.engine.engine import MAX_CHAIN, Engine
 from server.engine.events import ENGINE_EVENTS, Event, PropValue
-from server.engine.rules import Rules, compile_rules
+from server.engine.matching import key_text
+from server.engine.rules import Rules
 from server.engine.state import Instance, UserState, decode_state, encode_state
 
 __all__ = [

@@ -13,30 +13,29 @@ engine emits itself (email_sent after a send, cart_abandonment when a cart wait_
 are applied right after what caused them, at the same instant, up to a chain depth of
 MAX_CHAIN, so a set of sequences that trigger each other cannot loop.
 
-The instance life cycle is the table in instance_states.py.
+The instance life cycle is the table in instance_states.py: what a timer, an awaited event and
+an exit_on do to an instance waiting at a step is looked up there (`_follow` does it).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from server.engine.actions import Action, Entered, Exited, Send, Suppressed
+from server.engine.conditions import all_hold, segment_vars
 from server.engine.events import Event
-from server.engine.instance_states import TRANSITIONS, Happening, Outcome
-from server.engine.matching import read_flag
+from server.engine.instance_states import Happening, Outcome, outcome_of
+from server.engine.mailing import note_mailability, note_send, suppression
+from server.engine.matching import key_text
 from server.engine.quiet_hours import quiet_until_ms
 from server.engine.rules import (
     EXIT,
     NEXT,
-    NO_STAMPS,
     USER_KEY,
     BranchRule,
-    ConditionRule,
     EventPlan,
-    ExitStepRule,
     Rules,
     SegmentRules,
     SendRule,
@@ -47,24 +46,9 @@ from server.engine.rules import (
 )
 from server.engine.state import Instance, UserState
 
-__all__ = ["MAX_CHAIN", "Engine", "key_text"]
+__all__ = ["MAX_CHAIN", "Engine"]
 
 MAX_CHAIN = 4
-_KIND = {SendRule: "send", WaitRule: "wait", WaitForRule: "wait_for", BranchRule: "branch",
-         ExitStepRule: "exit"}
-
-
-def key_text(value: Any) -> str | None:
-    """An instance key as text: the same cart id reads the same from CSV, JSON or protobuf.
-    None when there is no key: the property is absent or empty (protobuf sends an absent
-    string as "", and an empty CSV cell reads so)."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 class _Pass:
@@ -185,17 +169,30 @@ class Engine:
         if seq is None or inst.step >= len(seq.steps):
             self._end(p, inst, now, "removed")
             return
+        self._follow(p, seq, inst, outcome_of(seq.steps[inst.step], Happening.TIMER), now, "")
+
+    def _follow(self, p: _Pass, seq: SequenceRules, inst: Instance, outcome: Outcome, t: int,
+                reason: str) -> None:
+        """Do what the table (instance_states.py) says a happening does to `inst`."""
+        if outcome is Outcome.IGNORE:
+            return
+        if outcome is Outcome.END:
+            self._end(p, inst, t, reason)
+            return
+        inst.due_ms = None
         step = seq.steps[inst.step]
-        outcome = TRANSITIONS.get((_KIND[type(step)], Happening.TIMER), Outcome.RUN_AGAIN)
         if outcome is Outcome.ON_TIMEOUT:
             assert isinstance(step, WaitForRule)
             if step.emit:
-                self._emit(p, Event(step.emit, now, {**inst.entry, "sequence": seq.id}))
-            self._goto(p, seq, inst, step.on_timeout, now)
+                self._emit(p, Event(step.emit, t, {**inst.entry, "sequence": seq.id}))
+            self._goto(p, seq, inst, step.on_timeout, t)
+        elif outcome is Outcome.ON_EVENT:
+            assert isinstance(step, WaitForRule)
+            self._goto(p, seq, inst, step.on_event, t)
         elif outcome is Outcome.NEXT:
-            self._goto(p, seq, inst, NEXT, now)
+            self._goto(p, seq, inst, NEXT, t)
         else:
-            self._run(p, seq, inst, now)
+            self._run(p, seq, inst, t)
 
     # ---- events -------------------------------------------------------------------------------
 
@@ -222,7 +219,7 @@ class Engine:
             return
         props = ev.props
         if plan.mailability:
-            self._note_mailability(state, ev)
+            note_mailability(state, ev)
         joined = self._track(state, plan, props, t) if plan.trackers else ()
         for seq in plan.arms:
             assert seq.inactivity is not None
@@ -237,7 +234,7 @@ class Engine:
         for seq in plan.entries:
             if seq.entry_match(props) and (
                     not seq.entry_conditions
-                    or self._all_hold(state, seq.entry_conditions, props, t)):
+                    or all_hold(self.rules, state, seq.entry_conditions, props, t)):
                 key = "" if seq.key == USER_KEY else key_text(props.get(seq.key))
                 if key is not None:
                     self._try_enter(p, seq, key, props, t)
@@ -266,16 +263,6 @@ class Engine:
             return ()
         return [seg for seg in rising if seg.holds(signals, t)]
 
-    def _note_mailability(self, state: UserState, ev: Event) -> None:
-        if ev.name == "identify" and state.block not in ("unsubscribed", "bounced"):
-            state.block = "" if read_flag(ev.props.get("verified")) else "unverified"
-        elif ev.name == "unsubscribe":
-            state.block = "unsubscribed"
-        elif ev.name == "email_bounce":
-            state.block = "bounced"
-        elif ev.name == "resubscribe" and state.block in ("unsubscribed", "bounced"):
-            state.block = None  # an operator lifted it; the next identify says if verified
-
     def _matches_key(self, seq: SequenceRules, match_key: bool, inst: Instance,
                      props: Mapping[str, Any]) -> bool:
         return not match_key or key_text(props.get(seq.key)) == inst.key
@@ -287,7 +274,8 @@ class Engine:
                 continue
             if any(x.event == ev.name and x.match(ev.props)
                    and self._matches_key(seq, x.match_key, inst, ev.props) for x in seq.exits):
-                self._end(p, inst, ev.at_ms, "exit_on")
+                self._follow(p, seq, inst, outcome_of(_step_at(seq, inst), Happening.EXIT_ON),
+                             ev.at_ms, "exit_on")
 
     def _awaited(self, p: _Pass, ev: Event) -> None:
         for inst in list(p.state.instances):
@@ -295,11 +283,12 @@ class Engine:
             if seq is None or inst.step >= len(seq.steps) or inst not in p.state.instances:
                 continue
             step = seq.steps[inst.step]
-            if (isinstance(step, WaitForRule) and inst.due_ms is not None
-                    and step.event == ev.name and step.match(ev.props)
+            outcome = outcome_of(step, Happening.AWAITED_EVENT)
+            if (outcome is not Outcome.IGNORE and inst.due_ms is not None
+                    and isinstance(step, WaitForRule) and step.event == ev.name
+                    and step.match(ev.props)
                     and self._matches_key(seq, step.match_key, inst, ev.props)):
-                inst.due_ms = None
-                self._goto(p, seq, inst, step.on_event, ev.at_ms)
+                self._follow(p, seq, inst, outcome, ev.at_ms, "")
 
     # ---- instances ----------------------------------------------------------------------------
 
@@ -352,7 +341,7 @@ class Engine:
                 inst.due_ms = t + step.timeout_ms
                 return
             elif isinstance(step, BranchRule):
-                taken = self._all_hold(p.state, step.conditions, inst.entry, t)
+                taken = all_hold(self.rules, p.state, step.conditions, inst.entry, t)
                 target = step.then if taken else step.else_
                 if target == EXIT:
                     self._end(p, inst, t, "exit")
@@ -373,60 +362,16 @@ class Engine:
             if until is not None:
                 inst.due_ms = until
                 return False
-        reason = self._suppression(state, seq, t)
+        reason = suppression(state, seq, t, self.unknown_users_mailable)
         if reason is not None:
             p.out.append(Suppressed(seq.id, inst.key, inst.step, step.template, t, reason))
             return True
-        variables = {**inst.entry, **self._segment_vars(state, t), **step.vars}
+        variables = {**inst.entry, **segment_vars(self.rules, state, t), **step.vars}
         p.out.append(Send(seq.id, inst.key, inst.step, step.template, variables, t,
                           f"{state.user}/{inst.id}/{inst.step}"))
-        state.sends.append((t, seq.group))
-        cutoff = t - self.rules.longest_cap_ms
-        while state.sends and state.sends[0][0] <= cutoff:
-            state.sends.pop(0)
+        note_send(state, t, seq.group, self.rules.longest_cap_ms)
         self._emit(p, Event("email_sent", t, {"sequence": seq.id, "template": step.template}))
         return True
-
-    def _suppression(self, state: UserState, seq: SequenceRules, t: int) -> str | None:
-        if state.block:
-            return state.block
-        if state.block is None and not self.unknown_users_mailable:
-            return "unverified"
-        if seq.holdout and _held_out(seq.id, state.user, seq.holdout):
-            return "holdout"
-        for cap in seq.caps:
-            cutoff = t - cap.per_ms
-            sent = sum(1 for at, group in state.sends
-                       if at > cutoff and (cap.group == "*" or group == cap.group))
-            if sent >= cap.max:
-                return "cap"
-        return None
-
-    # ---- conditions ---------------------------------------------------------------------------
-
-    def _all_hold(self, state: UserState, conds: tuple[ConditionRule, ...],
-                  entry: Mapping[str, Any], t: int) -> bool:
-        return all(self._holds(state, cond, entry, t) for cond in conds)
-
-    def _holds(self, state: UserState, cond: ConditionRule, entry: Mapping[str, Any],
-               t: int) -> bool:
-        signal = cond.signal
-        if signal is not None:
-            return signal.holds(state.signals.get(signal.tracker, NO_STAMPS), t)
-        if cond.segment is not None:
-            return self._member(state, cond.segment, t)
-        return cond.entry_match is not None and cond.entry_match(entry)
-
-    def _member(self, state: UserState, segment: str, t: int) -> bool:
-        seg = self.rules.segments.get(segment)
-        return seg is not None and seg.holds(state.signals, t)
-
-    def _segment_vars(self, state: UserState, t: int) -> dict[str, Any]:
-        merged: dict[str, Any] = {}
-        for seg in self.rules.segments.values():
-            if seg.vars and seg.holds(state.signals, t):
-                merged.update(seg.vars)
-        return merged
 
     # ---- housekeeping -------------------------------------------------------------------------
 
@@ -448,7 +393,5 @@ def _instance_order(inst: Instance) -> tuple[str, str]:
     return inst.sequence, inst.key
 
 
-def _held_out(sequence: str, user: str, fraction: float) -> bool:
-    """A stable draw per (sequence, user): the same user is always in or out of the holdout."""
-    digest = hashlib.blake2b(f"{sequence}\x00{user}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2.0**64 < fraction
+def _step_at(seq: SequenceRules, inst: Instance) -> StepRule | None:
+    return seq.steps[inst.step] if inst.step < len(seq.steps) else None

@@ -21,7 +21,16 @@ from __future__ import annotations
 
 from enum import Enum
 
-__all__ = ["TRANSITIONS", "Happening", "Outcome"]
+from server.engine.rules import (
+    BranchRule,
+    ExitStepRule,
+    SendRule,
+    StepRule,
+    WaitForRule,
+    WaitRule,
+)
+
+__all__ = ["TRANSITIONS", "Happening", "Outcome", "outcome_of"]
 
 
 class Happening(Enum):
@@ -50,3 +59,15 @@ TRANSITIONS: dict[tuple[str, Happening], Outcome] = {
     ("send", Happening.AWAITED_EVENT): Outcome.IGNORE,
     ("send", Happening.EXIT_ON): Outcome.END,
 }
+_KIND = {SendRule: "send", WaitRule: "wait", WaitForRule: "wait_for", BranchRule: "branch",
+         ExitStepRule: "exit"}
+# An instance at a step it cannot wait at (or past its last): a timer runs it again, an exit_on
+# ends it, nothing else touches it.
+_DEFAULT = {Happening.TIMER: Outcome.RUN_AGAIN, Happening.EXIT_ON: Outcome.END,
+            Happening.AWAITED_EVENT: Outcome.IGNORE}
+
+
+def outcome_of(step: StepRule | None, happening: Happening) -> Outcome:
+    """What `happening` does to an instance waiting at `step`: the table's row."""
+    kind = _KIND[type(step)] if step is not None else ""
+    return TRANSITIONS.get((kind, happening), _DEFAULT[happening])

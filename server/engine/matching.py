@@ -193,3 +193,16 @@ def _within(name: str, bounds: list[tuple[_Compare, float]]) -> Predicate:
         return n is not None and all(compare(n, bound) for compare, bound in bounds)
 
     return test
+
+
+def key_text(value: Any) -> str | None:
+    """An instance key as text: the same cart id reads the same from CSV, JSON or protobuf.
+    None when there is no key: the property is absent or empty (protobuf sends an absent
+    string as "", and an empty CSV cell reads so)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

@@ -5,7 +5,7 @@ says where ("events[3].scroll.path: string index 9 is outside the table of 4 str
 client developer can fix it from the status alone. Event times: the batch's client clock is
 corrected by (receipt - sent_at), or, in a batch that gives its age instead, the first event
 happened that long before receipt; no event may be later than its receipt. (A resumed batch
-comes here in full: server/rpc/resume.py.) An identify is verified by HMAC-SHA256 of the
+comes here in full: server/ingest/resume.py.) An identify is verified by HMAC-SHA256 of the
 lowercased email with the site secret; a wrong or missing signature keeps the identity,
 unverified, and such a user is never mailed.
 """

@@ -12,24 +12,32 @@ Durations are strings with a unit ("60m", "7d"); inside the model they are milli
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
-    WithJsonSchema,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from server.sequences.durations import DURATION_PATTERN, parse_duration_ms
+from server.sequences.conditions import (
+    Condition,
+    DurationMs,
+    EntryWhere,
+    Match,
+    Name,
+    Operators,
+    SegmentMember,
+    Signal,
+    Strict,
+    Where,
+    tag_by_key,
+)
 
 __all__ = [
     "Branch",
@@ -60,114 +68,13 @@ __all__ = [
     "WaitStep",
 ]
 
-DurationMs = Annotated[
-    int,
-    BeforeValidator(parse_duration_ms),
-    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["30m", "7d"]}),
-]
-Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$", max_length=100)]
 GROUP_ALL = "*"
-
-
-class _Strict(BaseModel):
-    """Unknown keys are errors: a typo must not silently become a default."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-
-# ---- matching event properties -------------------------------------------------------------
-
-
-class Operators(_Strict):
-    """Comparisons for one property; every one given must hold."""
-
-    eq: str | float | bool | None = None
-    ne: str | float | bool | None = None
-    gt: float | None = None
-    gte: float | None = None
-    lt: float | None = None
-    lte: float | None = None
-    in_: list[str | float] | None = Field(default=None, alias="in")
-    glob: str | None = Field(default=None, description="shell-style pattern: * and ? wildcards")
-    exists: bool | None = None
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> Operators:
-        if not self.model_fields_set:
-            raise ValueError("give at least one of eq, ne, gt, gte, lt, lte, in, glob, exists")
-        return self
-
-
-# A plain string with * or ? is a glob ("/product/*"); other plain values compare equal.
-Match = str | bool | float | Operators
-Where = dict[str, Match]
-
-
-class Signal(_Strict):
-    """An event the user did, at least (or at most) so many times, within a window ending now.
-
-    `{event: scroll, where: {path: "/product/*", depth_pct: {gte: 70}}, within: 30m}` holds when
-    the user scrolled 70% down a product page in the last 30 minutes.
-    """
-
-    event: Name
-    where: Where = Field(default_factory=dict)
-    within: DurationMs
-    at_least: int | None = Field(default=None, ge=1)
-    at_most: int | None = Field(default=None, ge=0)
-
-    @model_validator(mode="after")
-    def _one_bound(self) -> Signal:
-        if self.at_least is not None and self.at_most is not None and self.at_most < self.at_least:
-            raise ValueError("at_most is below at_least: the condition could never hold")
-        return self
-
-
-class SegmentMember(_Strict):
-    """The user is in the named segment now."""
-
-    segment: Name
-
-
-class EntryWhere(_Strict):
-    """The event that started this instance has these properties (branch steps only)."""
-
-    entry_where: Where
-
-
-# Discriminator tags are spelled with "=" so they can never be mistaken for a key when an
-# error's location is walked back to its line (loading.py).
-def _tag_by_key(keys: tuple[str, ...], default: str) -> Callable[[Any], str | None]:
-    """A mapping's kind: the first of `keys` it has, else `default`; None for a non-mapping."""
-
-    def kind(value: Any) -> str | None:
-        if not isinstance(value, dict):
-            return None
-        return "=" + next((k for k in keys if k in value), default)
-
-    return kind
-
-
-_condition_kind = _tag_by_key(("segment", "entry_where"), "event")
-
-
-Condition = Annotated[
-    Annotated[Signal, Tag("=event")]
-    | Annotated[SegmentMember, Tag("=segment")]
-    | Annotated[EntryWhere, Tag("=entry_where")],
-    Discriminator(
-        _condition_kind,
-        custom_error_type="condition_kind",
-        custom_error_message="a condition is a mapping: {event, within, ...}, {segment} or "
-        "{entry_where}",
-    ),
-]
 
 
 # ---- entry ----------------------------------------------------------------------------------
 
 
-class EventEntry(_Strict):
+class EventEntry(Strict):
     """Enter on an event with these properties, when every condition in `if` holds."""
 
     event: Name
@@ -175,13 +82,13 @@ class EventEntry(_Strict):
     if_: list[Condition] = Field(default_factory=list, alias="if")
 
 
-class SegmentEntry(_Strict):
+class SegmentEntry(Strict):
     """Enter when the user becomes a member of a segment."""
 
     segment: Name
 
 
-class Inactivity(_Strict):
+class Inactivity(Strict):
     """No `event` for `for` since the last `since` event (by default: no open N after a send)."""
 
     event: Name = "email_open"
@@ -189,13 +96,13 @@ class Inactivity(_Strict):
     since: Name = "email_sent"
 
 
-class InactivityEntry(_Strict):
+class InactivityEntry(Strict):
     """Enter when the user has been inactive (re-engagement)."""
 
     inactive: Inactivity
 
 
-_entry_kind = _tag_by_key(("segment", "inactive"), "event")
+_entry_kind = tag_by_key(("segment", "inactive"), "event")
 
 
 Entry = Annotated[
@@ -210,7 +117,7 @@ Entry = Annotated[
 ]
 
 
-class ExitOn(_Strict):
+class ExitOn(Strict):
     """An event that ends the instance at once, wherever it is."""
 
     event: Name
@@ -226,12 +133,12 @@ class ExitOn(_Strict):
 Target = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 
 
-class Send(_Strict):
+class Send(Strict):
     template: Name
     vars: dict[str, Any] = Field(default_factory=dict)
 
 
-class WaitFor(_Strict):
+class WaitFor(Strict):
     """Wait until an event (matching the instance key) or the timeout, whichever comes first."""
 
     event: Name
@@ -246,13 +153,13 @@ class WaitFor(_Strict):
     )
 
 
-class Branch(_Strict):
+class Branch(Strict):
     if_: list[Condition] = Field(alias="if", min_length=1)
     then: Target = "next"
     else_: Target = Field(default="next", alias="else")
 
 
-class _Step(_Strict):
+class _Step(Strict):
     name: Name | None = None
 
 
@@ -312,7 +219,7 @@ Step = Annotated[
 # ---- rules that hold email back -------------------------------------------------------------
 
 
-class Cap(_Strict):
+class Cap(Strict):
     """At most `max` emails per user in any rolling window of `per`, counted over `group`.
 
     `group: "*"` counts every email of every sequence: the global per-user cap.
@@ -326,7 +233,7 @@ class Cap(_Strict):
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
-class QuietHours(_Strict):
+class QuietHours(Strict):
     """No email between `start` and `end` in the user's time zone; a send due then waits."""
 
     start: str = Field(json_schema_extra={"pattern": _CLOCK.pattern}, examples=["21:00"])
@@ -356,7 +263,7 @@ class QuietHours(_Strict):
         return self
 
 
-class Sequence(_Strict):
+class Sequence(Strict):
     """One behavior-triggered email sequence."""
 
     id: Name
@@ -408,7 +315,7 @@ def _targets(step: Any) -> list[tuple[tuple[str, ...], str]]:
 # ---- segments ---------------------------------------------------------------------------------
 
 
-class Trigger(_Strict):
+class Trigger(Strict):
     """One event the user must have done within the last `time_in_minutes`."""
 
     event: Name
@@ -418,14 +325,14 @@ class Trigger(_Strict):
     at_least: int = Field(default=1, ge=1)
 
 
-class ContentRule(_Strict):
+class ContentRule(Strict):
     """A template variable every member's emails get."""
 
     field: Name
     value: Any
 
 
-class Segment(_Strict):
+class Segment(Strict):
     """Users for whom every trigger happened within its window, evaluated on every event."""
 
     segment: Name
@@ -437,7 +344,7 @@ class Segment(_Strict):
 # ---- a whole set ------------------------------------------------------------------------------
 
 
-class SequenceSet(_Strict):
+class SequenceSet(Strict):
     """Everything that runs together: the engine only ever swaps in a whole, valid set."""
 
     sequences: tuple[Sequence, ...] = ()
