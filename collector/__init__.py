@@ -23,7 +23,7 @@ from collector.events import (
     decode_event,
     encode_event,
 )
-from collector.identity import sign_email
+from collector.identity import sign_email, sign_identity, vouched
 from collector.retry_queue import RetryQueue, Storage
 from collector.session import Collector, SignalSettings
 from collector.track import InvalidTrack, minor_units, tracked_event
@@ -57,5 +57,7 @@ __all__ = [
     "encode_event",
     "minor_units",
     "sign_email",
+    "sign_identity",
     "tracked_event",
+    "vouched",
 ]

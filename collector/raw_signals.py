@@ -120,6 +120,8 @@ def parse_payload(body: bytes | str) -> RawPayload:
         data = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as err:
         raise InvalidSignals(f"payload: not JSON ({err})") from None
+    except RecursionError:
+        raise InvalidSignals("payload: nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidSignals("payload: must be a JSON object")
     if data.get("v") != 1:

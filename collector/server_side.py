@@ -24,7 +24,7 @@ import grpc
 
 from collector.batching import BatchContext
 from collector.gen.pulsewire.v1 import batch_pb2
-from collector.identity import sign_email
+from collector.identity import sign_email, sign_identity
 from collector.session import Collector
 from collector.track import Props
 
@@ -59,7 +59,7 @@ class ServerSideClient:
         now = self._now_ms()
         collector = Collector(self._site_key, f"server:{secrets.token_hex(8)}",
                               context=BatchContext(collector="server/0.1.0"))
-        collector.identify(user_id, email, sign_email(self._secret, email) if email else "", now)
+        collector.identify(user_id, email, sign_identity(self._secret, user_id, email), now)
         for name, props in events:
             collector.track(name, props, now)
         return collector.flush(now)

@@ -220,14 +220,17 @@ def _demo_shop(settings: Settings) -> list[BaseRoute]:
 
 async def _start_grpc(stack: AsyncExitStack, settings: Settings, ingestor: Ingestor,
                       admin: OperatorActions) -> int:
+    limits = settings.ingest
     server = grpc.aio.server(options=[
         ("grpc.max_receive_message_length", GRPC_MESSAGE_LIMIT),
         ("grpc.so_reuseport", 0),
+        ("grpc.max_connection_idle_ms", int(limits.stream_idle_s * 1000)),  # idle connections
     ])
     ingest_pb2_grpc.add_IngestServicer_to_server(  # type: ignore[no-untyped-call]
-        IngestServicer(ingestor), server)
+        IngestServicer(ingestor, limits.stream_idle_s), server)
     admin_pb2_grpc.add_AdminServicer_to_server(  # type: ignore[no-untyped-call]
-        AdminServicer(admin, settings.server.operator_token), server)
+        AdminServicer(admin, settings.server.operator_token, limits.refused_keys_per_minute),
+        server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (

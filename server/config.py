@@ -75,6 +75,10 @@ class IngestSettings:
     max_events_per_batch: int = 1000
     site_events_per_s: float = 50_000.0  # per-site rate, token bucket
     site_burst_events: int = 100_000
+    site_batches_per_s: float = 20_000.0  # per-site rate of batches, whatever they carry
+    site_burst_batches: int = 40_000
+    refused_keys_per_minute: int = 30  # per peer: wrong site keys or tokens, then a wait
+    stream_idle_s: float = 300.0  # a Stream with no batch for this long is ended
     dedup_ttl_s: int = 7 * 86_400
 
 

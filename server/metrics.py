@@ -68,6 +68,12 @@ class Metrics:
                                    registry=r)
         self.emails_failed = Counter("pulsewire_emails_failed", "Email attempts that failed",
                                      ["kind"], registry=r)
+        self.shard_items_failed = Counter("pulsewire_shard_items_failed", "Work items a shard"
+                                          " could not apply (the rest of their group"
+                                          " committed), by error", ["reason"], registry=r)
+        self.erased_dropped = Counter("pulsewire_erased_dropped", "Batches for an erased user"
+                                      " or from an erased device, acked and dropped",
+                                      registry=r)
         self.raw_chunks = Counter("pulsewire_raw_chunks", "Raw-signal chunks, by what became of"
                                   " them (applied, held, released, duplicate, bot, invalid,"
                                   " unknown_site, origin, too_large)", ["outcome"], registry=r)
@@ -87,6 +93,12 @@ class Metrics:
 
             def timer_lateness(self, late_ms: int) -> None:
                 metrics.timer_lateness_ms.observe(late_ms)
+
+            def item_failed(self, reason: str) -> None:
+                metrics.shard_items_failed.labels(reason).inc()
+
+            def erased_dropped(self) -> None:
+                metrics.erased_dropped.inc()
 
         return Observer()
 

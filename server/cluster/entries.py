@@ -46,6 +46,7 @@ class LogEntry:
     batch: bytes = b""  # the wire batch, as received
     events: tuple[Event, ...] = ()
     merge: bytes | None = None
+    dedup: tuple[tuple[int, int, int], ...] = ()  # with `merge`: the device's dedup keys
 
     @property
     def device_key(self) -> str:
@@ -56,23 +57,28 @@ class LogEntry:
         (the window is the stream's, so an operator's call, sent to every subject, has none)."""
         return f"{hop}.{self.device}.{self.seq}" if self.device and self.kind != OP else ""
 
-    def passed_on(self, key: str, merge: bytes | None) -> LogEntry:
+    def passed_on(self, key: str, merge: bytes | None,
+                  dedup: tuple[tuple[int, int, int], ...] = ()) -> LogEntry:
         """This entry as it goes on to user `key`'s shard."""
-        return replace(self, kind=USER, key=key, merge=merge)
+        return replace(self, kind=USER, key=key, merge=merge, dedup=dedup)
 
     def encode(self) -> bytes:
         packed: bytes = msgpack.packb([
             _KINDS[self.kind], self.key, self.at_ms, self.device, self.seq, self.batch,
             [[e.name, e.at_ms, dict(e.props), e.tz] for e in self.events], self.merge,
+            [list(d) for d in self.dedup],
         ], use_bin_type=True)
         return packed
 
     @classmethod
     def decode(cls, data: bytes) -> LogEntry:
         try:
-            kind, key, at_ms, device, seq, batch, events, merge = msgpack.unpackb(data, raw=False)
+            fields = msgpack.unpackb(data, raw=False)
+            kind, key, at_ms, device, seq, batch, events, merge = fields[:8]
+            dedup = fields[8] if len(fields) > 8 else []  # entries written before it had none
             return cls(_NAMES[kind], str(key), int(at_ms), str(device), int(seq), bytes(batch),
-                       tuple(_event(e) for e in events), None if merge is None else bytes(merge))
+                       tuple(_event(e) for e in events), None if merge is None else bytes(merge),
+                       tuple((int(q), int(n), int(x)) for q, n, x in dedup))
         except (ValueError, TypeError, KeyError, msgpack.UnpackException) as err:
             raise InvalidEntry(f"not a log entry: {err}") from None
 

@@ -175,23 +175,25 @@ class ShardOwner:
                 return
             await asyncio.gather(*queued)  # the device's queued batches are part of its history
             history = await self.shard.anonymous_state(entry.device_key)
-            await self._to(to.key, entry, history, position, queued)
+            dedup = tuple(await self.shard.dedup_of(entry.device)) if history else ()
+            await self._to(to.key, entry, history, position, queued, dedup)
             queued.append(self.shard.enqueue_link(link_kind(history), entry.device_key, to.key,
                                                   position))
             self._aliases[entry.device_key] = to.key
         else:
-            await self._to(entry.key, entry, entry.merge, position, queued)
+            await self._to(entry.key, entry, entry.merge, position, queued, entry.dedup)
 
     async def _to(self, key: str, entry: LogEntry, merge: bytes | None, position: int,
-                  queued: list[asyncio.Future[Any]]) -> None:
+                  queued: list[asyncio.Future[Any]],
+                  dedup: tuple[tuple[int, int, int], ...] = ()) -> None:
         target = shard_of(key, self._count)
         if target != self.shard.index:
-            await self._log.publish(target, entry.passed_on(key, merge), "f")
+            await self._log.publish(target, entry.passed_on(key, merge, dedup), "f")
             return
         events, identity = await self._contents(entry)
         queued.append(self.shard.enqueue_ingest(
             key, events, device=entry.device, seq=entry.seq, identity=identity,
-            merge_from=merge, at_ms=entry.at_ms, position=position))
+            merge_from=merge, at_ms=entry.at_ms, position=position, dedup_from=list(dedup)))
 
     async def _contents(self, entry: LogEntry) -> tuple[list[Event], Identity | None]:
         if not entry.batch:

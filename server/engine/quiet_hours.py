@@ -20,7 +20,7 @@ __all__ = ["quiet_until_ms"]
 def _zone(name: str) -> ZoneInfo | None:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory, a long name
         return None
 
 

@@ -5,21 +5,28 @@ says where ("events[3].scroll.path: string index 9 is outside the table of 4 str
 client developer can fix it from the status alone. Event times: the batch's client clock is
 corrected by (receipt - sent_at), or, in a batch that gives its age instead, the first event
 happened that long before receipt; no event may be later than its receipt. (A resumed batch
-comes here in full: server/ingest/resume.py.) An identify is verified by HMAC-SHA256 of the
-lowercased email with the site secret; a wrong or missing signature keeps the identity,
-unverified, and such a user is never mailed.
+comes here in full: server/ingest/resume.py.) Every event time must fall between
+2000-01-01 and its receipt, and a time zone must be a name of the zone database's form.
+
+Identity (collector/identity.py): the site's signature vouches for a user id and an email
+together, or for an email alone. A batch goes to `u:<user id>` only when the signature binds
+that user id, to `e:<email>` only when it vouches for the email; anything not vouched for is a
+claim, and the batch stays with its device (`d:<device>`), whose own profile notes the claim,
+unverified, never mailed. So nothing unsigned can route a batch to a known user, rewrite their
+profile, or change where their mail goes.
 """
 
 from __future__ import annotations
 
-import hmac
 import re
+import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from collector.gen.pulsewire.v1 import batch_pb2
-from collector.identity import sign_email
+from collector.identity import sign_email, vouched
 from server.config import IngestSettings, SiteSettings
 from server.engine import Event
 from server.errors import InvalidBatch
@@ -31,6 +38,10 @@ __all__ = ["DecodedBatch", "decode_batch", "sign_email"]
 _new_tuple = tuple.__new__  # Event(...) without its Python-level __new__: the per-event hot path
 _MAX_DEVICE_ID = 64
 _MAX_STRING = 2048
+EARLIEST_MS = 946_684_800_000  # 2000-01-01: an event before it is a broken clock
+_MAX_EMAIL, _MAX_USER_ID = 254, 256
+_MAX_TRAITS, _MAX_TRAIT_KEY, _MAX_TRAIT_VALUE = 50, 64, 512
+_MAX_TIMEZONE = 64
 _FORM_ACTIONS = {1: "submit", 2: "wishlist", 3: "signup"}
 _MEDIA_ACTIONS = {1: "complete", 2: "download"}
 
@@ -42,11 +53,6 @@ class DecodedBatch:
     seq: int  # the dedup number: stream << 32 | seq
     identity: Identity | None
     events: list[Event]
-
-
-def _verified(site: SiteSettings, email: str, signature: str) -> bool:
-    return bool(signature) and hmac.compare_digest(sign_email(site.secret, email),
-                                                   signature.strip().lower())
 
 
 def decode_batch(batch: batch_pb2.Batch, site: SiteSettings, limits: IngestSettings,
@@ -66,12 +72,12 @@ def decode_batch(batch: batch_pb2.Batch, site: SiteSettings, limits: IngestSetti
         if len(text) > _MAX_STRING:
             raise InvalidBatch(f"strings[{i}]: longer than {_MAX_STRING} characters")
     offset = receipt_ms - batch.sent_at_ms if batch.sent_at_ms > 0 else 0
-    tz = context.timezone or None
+    tz = _timezone(context.timezone) if context.timezone else None
+    identity = _identity(batch.identity, site) if batch.HasField("identity") else None
     events: list[Event] = []
     at = batch.base_time_ms
     if at == 0:  # timed by its age: the first event happened age_ms before receipt
         at, offset = receipt_ms - batch.age_ms, 0
-    identify = None
     for i, event in enumerate(batch.events):
         at += event.dt_ms
         kind = event.WhichOneof("payload")
@@ -85,28 +91,64 @@ def decode_batch(batch: batch_pb2.Batch, site: SiteSettings, limits: IngestSetti
             raise InvalidBatch(_located(i, kind, payload, strings, err)) from None
         if kind == "purchase" and not props["currency"]:
             props["currency"] = context.currency
-        if kind == "identify":
-            identify = payload  # it names the user for the whole batch
-            props["verified"] = bool(payload.email) and _verified(site, payload.email,
-                                                                  payload.signature)
-        events.append(_new_tuple(Event, (name, min(at + offset, receipt_ms), props, tz)))
-    identity = _identity(identify or batch.identity, site)
+        if kind == "identify":  # it names the user for the whole batch
+            identity = _identity(payload, site, f"events[{i}].identify")
+            props["verified"] = identity is not None and identity.verified
+        when = min(at + offset, receipt_ms)
+        if when < EARLIEST_MS:
+            raise InvalidBatch(f"events[{i}]: its time is before 2000-01-01 (a broken clock)")
+        events.append(_new_tuple(Event, (name, when, props, tz)))
     user_id = identity.user_id if identity else None
-    email = identity.email if identity else None
+    email = identity.email if identity and identity.verified else None
     # One dedup number per (stream, seq): a stream's seqs live above bit 32.
     return DecodedBatch(routing_key(device, user_id, email), device, stream << 32 | batch.seq,
                         identity, events)
 
 
-def _identity(ident: Any, site: SiteSettings) -> Identity | None:
-    if not ident.email and not ident.user_id:
+def _identity(ident: Any, site: SiteSettings, where: str = "identity") -> Identity | None:
+    """What the identity vouches for: `user_id` only when the signature binds it, `verified`
+    when it vouches for the email (an unverified email is kept as the device's claim)."""
+    user_id, email = ident.user_id, ident.email.strip()
+    if not email and not user_id:
         return None
-    email = ident.email.strip() or None
-    if email is not None and not _EMAIL.fullmatch(email):
-        raise InvalidBatch("identity.email: not an email address")
-    verified = email is not None and _verified(site, email, ident.signature)
-    traits = dict(getattr(ident, "traits", {}))
-    return Identity(email, verified, ident.user_id or None, traits)
+    if len(user_id) > _MAX_USER_ID or not user_id.isprintable():
+        raise InvalidBatch(f"{where}.user_id: at most {_MAX_USER_ID} printable characters")
+    if email and not _email_ok(email):
+        raise InvalidBatch(f"{where}.email: not an email address")
+    user_ok, email_ok = vouched(site.secret, user_id, email, ident.signature)
+    return Identity(email or None, email_ok, user_id if user_ok else None,
+                    _traits(getattr(ident, "traits", {}), where))
+
+
+def _email_ok(email: str) -> bool:
+    return len(email) <= _MAX_EMAIL and _EMAIL.fullmatch(email) is not None
+
+
+def _traits(traits: Any, where: str) -> dict[str, str]:
+    if len(traits) > _MAX_TRAITS:
+        raise InvalidBatch(f"{where}.traits: at most {_MAX_TRAITS}")
+    for key, value in traits.items():
+        if len(key) > _MAX_TRAIT_KEY or len(value) > _MAX_TRAIT_VALUE:
+            raise InvalidBatch(f"{where}.traits[{key[:_MAX_TRAIT_KEY]!r}]: keys at most "
+                               f"{_MAX_TRAIT_KEY}, values at most {_MAX_TRAIT_VALUE} characters")
+    return dict(traits)
+
+
+@lru_cache(maxsize=1024)
+def _timezone(name: str) -> str | None:
+    """A zone of the database ("Europe/Berlin"). A name not of that form (letters, digits,
+    _ + - and / between parts, never `..`, at most 64 characters) is refused; a well-formed name
+    the database does not hold (a browser's "Etc/Unknown", a folder such as "America") is
+    dropped: the events keep no zone, and quiet hours use the sequence's."""
+    if len(name) > _MAX_TIMEZONE or not _ZONE.fullmatch(name):
+        raise InvalidBatch(f"context.timezone: not a time zone name (at most {_MAX_TIMEZONE}"
+                           " characters, such as Europe/Berlin)")
+    return name if name in _zones() else None
+
+
+@lru_cache(maxsize=1)
+def _zones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
 
 
 # ---- payloads ----------------------------------------------------------------------------
@@ -190,7 +232,11 @@ _BUILDERS: dict[str, Callable[[Any, list[str]], tuple[str, dict[str, Any]]]] = {
     "checkout_start": _checkout_start, "purchase": _purchase, "form": _form, "media": _media,
     "identify": _identify, "custom": _custom,
 }
-_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]+", re.ASCII)
+# No whitespace, control characters or the specials that would break a header or an envelope.
+_EMAIL = re.compile(r'[^@\s\x00-\x1f\x7f"<>()\[\],;:\\]{1,64}'
+                    r'@[^@\s\x00-\x1f\x7f"<>()\[\],;:\\]+\.[^@\s\x00-\x1f\x7f"<>()\[\],;:\\]+',
+                    re.ASCII)
+_ZONE = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9][A-Za-z0-9_+-]*)*")
 
 
 def _unusable(i: int, kind: str | None) -> str:

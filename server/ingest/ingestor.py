@@ -20,9 +20,9 @@ from typing import Any, Protocol
 from collector.gen.pulsewire.v1 import batch_pb2
 from server.clock import Clock
 from server.config import Settings
-from server.errors import PulsewireError, RateLimited, Unauthenticated
+from server.errors import RateLimited, Unauthenticated
 from server.ingest.batches import DecodedBatch, decode_batch
-from server.ingest.rate import TokenBucket
+from server.ingest.rate import FailureLimit, TokenBucket
 from server.ingest.resume import ResumedStreams, ResumeUnknown
 from server.ingest.routing import link_kind, route
 from server.storage.router import device_key, shard_of
@@ -46,18 +46,29 @@ class Ingestor:
         self._settings = settings
         self._delivery = delivery
         self._clock = clock
-        self._buckets = {s.key: TokenBucket(settings.ingest.site_events_per_s,
-                                            settings.ingest.site_burst_events)
+        limits = settings.ingest
+        self._buckets = {s.key: TokenBucket(limits.site_events_per_s, limits.site_burst_events)
                          for s in settings.sites}
+        self._batch_buckets = {s.key: TokenBucket(limits.site_batches_per_s,
+                                                  limits.site_burst_batches)
+                               for s in settings.sites}
+        self.refused_keys = FailureLimit(limits.refused_keys_per_minute)
         self._on_rejected = on_rejected
         self._on_accepted = on_accepted
         self._on_bot = on_bot
         self.resumed = ResumedStreams()
 
-    async def accept(self, batch: batch_pb2.Batch) -> batch_pb2.Ack:
+    async def accept(self, batch: batch_pb2.Batch, peer: str = "") -> batch_pb2.Ack:
+        """`peer`: the client's address, for the limit on refused site keys."""
         try:
+            if peer and not self.refused_keys.allowed(peer, self._clock.now_ms()):
+                raise RateLimited("too many refused site keys from this address: wait a minute")
             return await self._accept(batch)
-        except PulsewireError as err:
+        except Unauthenticated:
+            self.refused_keys.refused(peer, self._clock.now_ms())
+            self._on_rejected(Unauthenticated.__name__)
+            raise
+        except Exception as err:  # every refusal counted by reason, an internal error too
             self._on_rejected(type(err).__name__)
             raise
 
@@ -85,8 +96,13 @@ class Ingestor:
             # Declared automation: counted, never stored, so it can never trigger an email.
             self._on_bot(len(decoded.events))
             return ack_of(full)
+        if not self._batch_buckets[site.key].take(1, now):
+            raise RateLimited(f"site {site.key!r} is over {limits.site_batches_per_s:g} "
+                              "batches/s")
         if not self._buckets[site.key].take(len(decoded.events), now):
             raise RateLimited(f"site {site.key!r} is over {limits.site_events_per_s:g} events/s")
+        if not decoded.events and not (decoded.identity and decoded.identity.verified):
+            return ack_of(full)  # it carries nothing to keep: no row is written for it
         result = await self._delivery.deliver(full, decoded, now)
         if not result.duplicate:
             self._on_accepted(result.accepted)
@@ -112,9 +128,10 @@ class ShardDelivery:
         device = device_key(decoded.device)
         to = route(decoded.user_key, device, await self._owner(decoded.user_key, decoded.device))
         history = await self._shard(device).anonymous_state(device) if to.claims else None
+        dedup = await self._shard(device).dedup_of(decoded.device) if history else None
         result = await self._shard(to.key).ingest(to.key, decoded.events, device=decoded.device,
                                                    seq=decoded.seq, identity=decoded.identity,
-                                                   merge_from=history)
+                                                   merge_from=history, dedup_from=dedup)
         if to.claims and self._devices.owner(decoded.device) != to.key:
             # The device is this user's from now on, durably: its later batches carry no
             # identity, and after a restart the alias is what routes them to the user.

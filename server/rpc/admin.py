@@ -11,9 +11,11 @@ from typing import Any, TypeVar
 import grpc
 
 from collector.gen.pulsewire.v1 import admin_pb2
-from server.errors import PulsewireError, Unauthenticated
+from server.errors import PulsewireError, RateLimited, Unauthenticated
+from server.ingest.rate import FailureLimit
 from server.operator_actions import OperatorActions
 from server.rpc.gen.pulsewire.v1 import admin_pb2_grpc
+from server.rpc.ingest import peer_host
 from server.rpc.status import status_of
 
 __all__ = ["AdminServicer"]
@@ -22,9 +24,11 @@ Reply = TypeVar("Reply")
 
 
 class AdminServicer(admin_pb2_grpc.AdminServicer):
-    def __init__(self, actions: OperatorActions, operator_token: str) -> None:
+    def __init__(self, actions: OperatorActions, operator_token: str,
+                 refused_per_minute: int = 30) -> None:
         self._actions = actions
         self._token = operator_token
+        self._refused = FailureLimit(refused_per_minute)  # guessing the token costs time
 
     async def _call(self, context: grpc.aio.ServicerContext[Any, Any],
                     work: Callable[[], Awaitable[Reply]]) -> Reply:
@@ -38,10 +42,14 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         raise AssertionError("unreachable")
 
     def _check_token(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        peer, now = peer_host(context.peer()), self._actions.now_ms()
+        if not self._refused.allowed(peer, now):
+            raise RateLimited("too many refused tokens from this address: wait a minute")
         metadata = dict(context.invocation_metadata() or ())
         given = str(metadata.get("authorization", ""))
         if not self._token or not hmac.compare_digest(given.encode(),
                                                       f"Bearer {self._token}".encode()):
+            self._refused.refused(peer, now)
             raise Unauthenticated("admin needs the operator token")
 
     async def ReloadSequences(self, request: admin_pb2.ReloadSequencesRequest,

@@ -19,21 +19,30 @@ from server.ingest import Ingestor, ack_of
 from server.rpc.gen.pulsewire.v1 import ingest_pb2_grpc
 from server.rpc.status import status_of
 
-__all__ = ["STREAM_WINDOW", "IngestServicer"]
+__all__ = ["STREAM_WINDOW", "IngestServicer", "peer_host"]
 
 log = logging.getLogger("pulsewire.ingest")
 STREAM_WINDOW = 64
 
 
+def peer_host(peer: str) -> str:
+    """The client's address in gRPC's peer string ("ipv4:10.0.0.7:53412" -> "10.0.0.7")."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]")
+    return rest.rpartition(":")[0] if kind == "ipv4" else peer
+
+
 class IngestServicer(ingest_pb2_grpc.IngestServicer):
-    def __init__(self, ingestor: Ingestor) -> None:
+    def __init__(self, ingestor: Ingestor, stream_idle_s: float = 300.0) -> None:
         self._ingestor = ingestor
+        self._stream_idle_s = stream_idle_s
 
     async def Send(self, request: batch_pb2.Batch,
                    context: grpc.aio.ServicerContext[batch_pb2.Batch, batch_pb2.Ack],
                    ) -> batch_pb2.Ack:
         try:
-            return await self._ingestor.accept(request)
+            return await self._ingestor.accept(request, peer_host(context.peer()))
         except PulsewireError as err:
             await context.abort(status_of(err), str(err))
         except Exception:
@@ -48,9 +57,11 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):
         window = asyncio.Semaphore(STREAM_WINDOW)
         pending: set[asyncio.Task[None]] = set()
 
+        peer = peer_host(context.peer())
+
         async def one(batch: batch_pb2.Batch) -> None:
             try:
-                ack = await self._ingestor.accept(batch)
+                ack = await self._ingestor.accept(batch, peer)
             except Exception as err:
                 if not isinstance(err, PulsewireError):
                     log.exception("ingest failed")
@@ -62,9 +73,19 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):
                 window.release()
             await acks.put(ack)
 
+        idle = asyncio.Event()
+
         async def read() -> None:
+            batches = aiter(request_iterator)
             try:
-                async for batch in request_iterator:
+                while True:
+                    try:
+                        batch = await asyncio.wait_for(anext(batches), self._stream_idle_s)
+                    except StopAsyncIteration:
+                        break
+                    except TimeoutError:  # a stream that sends nothing holds nothing for ever
+                        idle.set()
+                        break
                     await window.acquire()
                     task = asyncio.create_task(one(batch))
                     pending.add(task)
@@ -79,3 +100,6 @@ class IngestServicer(ingest_pb2_grpc.IngestServicer):
                 yield ack
         finally:
             reader.cancel()
+        if idle.is_set():
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                f"no batch for {self._stream_idle_s:g} s: stream ended")

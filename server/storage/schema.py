@@ -102,6 +102,12 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
             seq INTEGER NOT NULL           -- the last JetStream sequence applied to this file
         );
     """),
+    ("tombstones of erased users and devices", """
+        CREATE TABLE erased (
+            name TEXT PRIMARY KEY,         -- d:<device> or a routing key (u:, e:)
+            erased_ms INTEGER NOT NULL
+        ) WITHOUT ROWID;
+    """),
 )
 
 

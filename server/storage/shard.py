@@ -14,6 +14,11 @@ always right); a failed transaction drops the touched users from the cache so th
 back as committed. Each user has one timer, the engine's next deadline (server/storage/
 timers.py); a timer task wakes the writer when the earliest is due, and at start every overdue
 timer fires at once. Reads go through a second connection and typed methods.
+
+One item that raises (an engine error on a hostile input) must not fail the others queued with
+it: a failed group is rolled back, every user it touched is read back as committed (never a
+half-advanced state), and its items are applied again one by one, so only the item at fault
+gets the error (counted by `ShardObserver.item_failed`).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from server.engine import Engine, Event, UserState, encode_state
 from server.errors import ShardClosed
 from server.storage import statements as sql
 from server.storage.bookkeeping import Changes, UserRecord, apply_ingest, fire_timer
-from server.storage.reads import ShardReads
+from server.storage.rows import ShardRows
 from server.storage.schema import PRAGMAS, migrate
 from server.storage.statements import OutboxRow, SendRow, UserRow
 from server.storage.timers import UserTimers
@@ -65,7 +70,6 @@ __all__ = [
 log = logging.getLogger("pulsewire.shard")
 MAX_GROUP = 1024
 SWEEP_EVERY_MS = 60_000
-HELD_TIMER_POLL_S = 0.02
 CACHED_USERS = 50_000  # per shard; beyond it the least recently used states are read back
 T = TypeVar("T")
 
@@ -90,8 +94,14 @@ class ShardObserver:
     def timer_lateness(self, late_ms: int) -> None:
         """A timer fired `late_ms` after it was due."""
 
+    def item_failed(self, reason: str) -> None:
+        """One item failed alone (its group's others committed); `reason` is its error."""
 
-class Shard(ShardReads):
+    def erased_dropped(self) -> None:
+        """A batch for an erased user or from an erased device was acked and dropped."""
+
+
+class Shard(ShardRows):
     def __init__(self, index: int, path: Path, engine: Callable[[], Engine], clock: Clock, *,
                  dedup_ttl_ms: int, on_outbox: Callable[[int], None] = lambda _s: None,
                  observe: ShardObserver | None = None,
@@ -114,6 +124,7 @@ class Shard(ShardReads):
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
         self._swept_ms = 0
+        self._erased: set[str] = set()  # tombstones: d:<device> and erased routing keys
 
     # ---- life cycle -----------------------------------------------------------------------
 
@@ -127,6 +138,7 @@ class Shard(ShardReads):
                 await conn.execute(pragma)
         for key, due in await sql.due_timers(self._db):
             self._timers.set(key, due)
+        self._erased = await sql.erased(self._db)
         self._tasks = [asyncio.create_task(self._write_loop(), name=f"shard-{self.index}-writer"),
                        asyncio.create_task(self._timer_loop(), name=f"shard-{self.index}-timers")]
 
@@ -144,28 +156,30 @@ class Shard(ShardReads):
                 await conn.close()
         self._db = self._reader = None
 
-    @property
-    def queue_depth(self) -> int:
-        return self._queue.qsize()
+    queue_depth = property(lambda self: self._queue.qsize())
 
     # ---- changes, through the writer --------------------------------------------------------
 
     async def ingest(self, user_key: str, events: list[Event], *, device: str = "", seq: int = 0,
-                     identity: Identity | None = None,
-                     merge_from: bytes | None = None) -> IngestResult:
+                     identity: Identity | None = None, merge_from: bytes | None = None,
+                     dedup_from: list[tuple[int, int, int]] | None = None) -> IngestResult:
         """Apply a batch's events for one user; returns once committed (or known duplicate).
-        `merge_from`: an anonymous device's engine state to fold into the user first."""
+        `merge_from`: an anonymous device's engine state to fold into the user first, with
+        `dedup_from` its batches' dedup keys. A batch from an erased device, or the server's
+        own events (opens, clicks) for an erased user, is acked and dropped."""
         return await self.enqueue_ingest(user_key, events, device=device, seq=seq,
-                                         identity=identity, merge_from=merge_from)
+                                         identity=identity, merge_from=merge_from,
+                                         dedup_from=dedup_from)
 
     def enqueue_ingest(self, user_key: str, events: list[Event], *, device: str = "",
                        seq: int = 0, identity: Identity | None = None,
-                       merge_from: bytes | None = None, at_ms: int = 0,
-                       position: int = 0) -> asyncio.Future[IngestResult]:
+                       merge_from: bytes | None = None, at_ms: int = 0, position: int = 0,
+                       dedup_from: list[tuple[int, int, int]] | None = None,
+                       ) -> asyncio.Future[IngestResult]:
         """`ingest` for a log consumer: queued now, in call order, applied as of `at_ms` (the
         time the batch was accepted), with the log `position` committed in its transaction."""
         return self._put(lambda f: Ingest(f, user_key, events, device, seq, identity,
-                                          merge_from, at_ms, position))
+                                          merge_from, at_ms, position, dedup_from or []))
 
     def enqueue_position(self, position: int) -> asyncio.Future[None]:
         """Commit the log `position` (entries that changed nothing here, say forwarded)."""
@@ -181,22 +195,6 @@ class Shard(ShardReads):
     async def erase(self, user_keys: list[str], emails: list[str]) -> int:
         """Remove every row of these users and addresses; returns how many rows went."""
         return await self._put(lambda f: Erase(f, user_keys, emails))
-
-    async def finish_outbox(self, row: OutboxRow, status: str, error: str | None) -> None:
-        """The row is done: `sent`, `suppressed` or `dead` (with why)."""
-        await self._write(sql.outbox_finished(row.id, row.sequence, row.step, status, error,
-                                              self._clock.now_ms()))
-
-    async def retry_outbox(self, row: OutboxRow, attempts: int, due_ms: int, error: str) -> None:
-        await self._write(sql.outbox_retry(row.id, attempts, due_ms, error))
-
-    async def defer_outbox(self, row: OutboxRow, due_ms: int, error: str) -> None:
-        """Try the row again at `due_ms` without counting an attempt."""
-        await self._write(sql.outbox_deferred(row.id, due_ms, error))
-
-    async def set_suppression(self, address: str, suppressed: bool) -> None:
-        """An operator's suppression of an address, or its lifting."""
-        await self._write(sql.suppression_set(address, suppressed, self._clock.now_ms()))
 
     async def _write(self, apply: Callable[[aiosqlite.Connection], Awaitable[Any]]) -> None:
         await self._put(lambda f: RowWrite(f, apply))
@@ -255,18 +253,27 @@ class Shard(ShardReads):
                 await sql.commit_position(db, position)
             await db.execute("COMMIT")
         except Exception as err:
-            log.exception("shard %d: group of %d failed", self.index, len(items))
             if db.in_transaction:
                 await db.execute("ROLLBACK")
-            for key in changes.users:
+            for key in changes.users:  # touched, maybe half way: read back as committed
                 self._users.pop(key, None)
             for key, due_ms in due:
                 self._timers.set(key, due_ms)
-            for item in items:
-                if not item.future.done():
-                    item.future.set_exception(err)
+            if len(items) > 1:  # find the item at fault: the others commit, each alone
+                log.warning("shard %d: a group of %d failed (%s); applying its items one by "
+                            "one", self.index, len(items), type(err).__name__)
+                for item in items:
+                    await self._apply_group([item])
+                return
+            log.exception("shard %d: %s failed", self.index, type(items[0]).__name__)
+            self._observe.item_failed(type(err).__name__)
+            if not items[0].future.done():
+                items[0].future.set_exception(err)
             return
         self._observe.commit((time.perf_counter() - started) * 1000)
+        for item in items:
+            if isinstance(item, Erase):
+                self._erased |= item.tombstones
         while len(self._users) > CACHED_USERS:  # all committed: the oldest can be read back
             del self._users[next(iter(self._users))]
         for item, result in zip(items, results, strict=True):
@@ -287,6 +294,9 @@ class Shard(ShardReads):
                 self._forget(erased, changes)
         elif isinstance(item, Ingest):
             now = item.at_ms or now
+            if self._erased and self._is_erased(item):
+                self._observe.erased_dropped()
+                return IngestResult(0, False)
             if item.device:
                 key = (item.device, item.seq)
                 if key in seen:
@@ -294,6 +304,9 @@ class Shard(ShardReads):
                 seen[key] = len(item.events)
                 changes.dedup.append((item.device, item.seq, len(item.events),
                                       now + self._dedup_ttl_ms, item.user_key))
+            changes.dedup.extend((item.device, seq, n, expires, item.user_key)
+                                 for seq, n, expires in item.dedup_from)
+            changes.users.add(item.user_key)  # before the pass: a failed one is undone whole
             apply_ingest(self._engine(), item, self._user(item.user_key, now), now, changes)
             return IngestResult(len(item.events), False)
         return None
@@ -304,10 +317,17 @@ class Shard(ShardReads):
         if isinstance(item, RowWrite):
             return await item.apply(db)
         if isinstance(item, Erase):
-            return await sql.erase_rows(db, item.user_keys, item.emails)
+            removed, item.tombstones = await sql.erase_rows(db, item.user_keys, item.emails, now)
+            return removed
         if isinstance(item, Link):
             await sql.link(db, item.kind, item.device_key, item.user_key, now)
         return result
+
+    def _is_erased(self, item: Ingest) -> bool:
+        """From an erased device; or for an erased user and made by the server (an open, a
+        click: a new device with a signed identity is someone starting afresh)."""
+        return (f"d:{item.device}" in self._erased
+                or (item.user_key in self._erased and item.device[:2] in ("", "m:")))
 
     def _forget(self, key: str, changes: Changes) -> None:
         self._users.pop(key, None)
@@ -323,6 +343,7 @@ class Shard(ShardReads):
             due = engine.next_deadline(user.state)
             if due is not None and due <= now:
                 self._observe.timer_lateness(wall_ms - due)
+            changes.users.add(key)
             fire_timer(engine, key, user, now, changes)
             fired += 1
         return fired
@@ -362,29 +383,8 @@ class Shard(ShardReads):
         return now if self._timers_until is None else min(now, self._timers_until())
 
     async def _timer_loop(self) -> None:
-        while not self._closing:
-            due = self._timers.earliest()
-            self._timers.changed.clear()
-            if due is None:
-                await self._timers.changed.wait()
-                continue
-            now = self._clock.now_ms()
-            if due <= now and due > self._fire_to(now):  # held back: look again shortly
-                await asyncio.sleep(HELD_TIMER_POLL_S)
-                continue
-            if due > now:
-                sleeper = asyncio.ensure_future(self._clock.sleep_until(due))
-                changed = asyncio.ensure_future(self._timers.changed.wait())
-                await asyncio.wait({sleeper, changed}, return_when=asyncio.FIRST_COMPLETED)
-                for task in (sleeper, changed):
-                    task.cancel()
-                continue
-            try:
-                await self._put(FireTimers)
-            except ShardClosed:
-                return
-            except Exception:  # logged by the writer; try again on the next wake
-                await asyncio.sleep(0.1)
+        await self._timers.run(self._clock, self._fire_to, lambda: self._put(FireTimers),
+                               lambda: self._closing)
 
 
 def _ends_group(item: WorkItem) -> bool:

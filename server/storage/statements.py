@@ -167,26 +167,47 @@ async def commit_position(db: Db, position: int) -> None:
     await db.execute("INSERT OR REPLACE INTO log_position VALUES (0, ?)", (position,))
 
 
-async def erase_rows(db: Db, keys: list[str], emails: list[str]) -> int:
-    """Remove every row of these users and addresses; returns how many rows went."""
+async def erase_rows(db: Db, keys: list[str], emails: list[str],
+                     now: int) -> tuple[int, set[str]]:
+    """Remove every row of these users and addresses, leaving tombstones for the keys and for
+    every device that reached them here (`d:<device>`); returns how many rows went, and the
+    tombstones."""
     keys, emails = [k for k in keys if k], [e.lower() for e in emails if e]
-    devices = [d for k in keys if (d := device_of(k)) is not None]
+    devices = {d for k in keys if (d := device_of(k)) is not None}
     removed = 0
     for key in keys:
         for (alias,) in await _rows(db, "SELECT alias FROM aliases WHERE key = ?", (key,)):
             if (device := device_of(alias)) is not None:
-                devices.append(device)
+                devices.add(device)
+        devices.update(d for (d,) in await _rows(
+            db, "SELECT DISTINCT device FROM dedup WHERE user_key = ? AND device NOT LIKE 'm:%'",
+            (key,)))
     statements = [(f"DELETE FROM {table} WHERE {column} = ?", values) for table, column, values in (
         ("users", "key", keys), ("aliases", "key", keys), ("outbox", "user_key", keys),
         ("send_log", "user_key", keys), ("users", "lower(email)", emails),
         ("outbox", "lower(email)", emails), ("suppression", "email", emails),
-        ("dedup", "device", devices), ("dedup", "user_key", keys),
+        ("dedup", "device", sorted(devices)), ("dedup", "user_key", keys),
     )]
     for statement, values in statements:
         for value in values:
             cursor = await db.execute(statement, (value,))
             removed += max(cursor.rowcount, 0)
-    return removed
+    # The tombstones are what keep them erased: a replay of an old batch, or anything new
+    # from one of their devices, is dropped (the dedup keys that caught replays are gone).
+    tombstones = {*keys, *(f"d:{d}" for d in devices)}
+    await db.executemany("INSERT OR REPLACE INTO erased VALUES (?, ?)",
+                         [(name, now) for name in sorted(tombstones)])
+    return removed, tombstones
+
+
+async def erased(db: Db) -> set[str]:
+    """Every tombstone of the file (read at open)."""
+    return {name for (name,) in await _rows(db, "SELECT name FROM erased")}
+
+
+async def carry_dedup(db: Db, rows: list[tuple[str, int, int, int, str]]) -> None:
+    """Dedup keys of a device's batches, carried to the user its history merged into."""
+    await db.executemany("INSERT OR IGNORE INTO dedup VALUES (?,?,?,?,?)", rows)
 
 
 # ---- outbox marks (the dispatcher's) --------------------------------------------------------
@@ -288,6 +309,12 @@ async def user_by_key(db: Db, key: str) -> UserRow | None:
     rows = await _rows(db, f"SELECT {_USER_COLUMNS} FROM users WHERE key = ?", (key,))
     return UserRow(rows[0][0], rows[0][1], bool(rows[0][2]), rows[0][3], rows[0][4],
                    rows[0][5]) if rows else None
+
+
+async def dedup_of(db: Db, device: str) -> list[tuple[int, int, int]]:
+    """(seq, events, expires) of the device's batches applied here."""
+    return [(q, a, x) for q, a, x in await _rows(
+        db, "SELECT seq, accepted, expires_ms FROM dedup WHERE device = ?", (device,))]
 
 
 async def devices_of(db: Db, user_key: str) -> list[str]:

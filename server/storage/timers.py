@@ -6,8 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+from collections.abc import Awaitable, Callable
 
-__all__ = ["UserTimers"]
+from server.clock import Clock
+from server.errors import ShardClosed
+
+__all__ = ["HELD_TIMER_POLL_S", "UserTimers"]
+
+HELD_TIMER_POLL_S = 0.02
 
 
 class UserTimers:
@@ -41,3 +47,32 @@ class UserTimers:
             del self._due[key]
             taken.append((key, due))
         return taken
+
+    async def run(self, clock: Clock, fire_to: Callable[[int], int],
+                  fire: Callable[[], Awaitable[object]], closing: Callable[[], bool]) -> None:
+        """The shard's timer task: sleep until the earliest timer is due (or another becomes
+        the earliest), then `fire` (the writer fires every timer due); `fire_to(now)` says how
+        far timers may fire (held back in the distributed mode while a log replays)."""
+        while not closing():
+            due = self.earliest()
+            self.changed.clear()
+            if due is None:
+                await self.changed.wait()
+                continue
+            now = clock.now_ms()
+            if due <= now and due > fire_to(now):  # held back: look again shortly
+                await asyncio.sleep(HELD_TIMER_POLL_S)
+                continue
+            if due > now:
+                sleeper = asyncio.ensure_future(clock.sleep_until(due))
+                changed = asyncio.ensure_future(self.changed.wait())
+                await asyncio.wait({sleeper, changed}, return_when=asyncio.FIRST_COMPLETED)
+                for task in (sleeper, changed):
+                    task.cancel()
+                continue
+            try:
+                await fire()
+            except ShardClosed:
+                return
+            except Exception:  # logged by the writer; try again on the next wake
+                await asyncio.sleep(0.1)

@@ -59,6 +59,9 @@ class Ingest:
     merge_from: bytes | None = None  # an anonymous device's engine state to fold in first
     at_ms: int = 0  # when the batch was accepted, if not now (a replayed log entry)
     position: int = 0
+    # With `merge_from`: the dedup keys (seq, events, expires) of the merged device's batches,
+    # kept here too, so a retry of one that now routes here is still applied once.
+    dedup_from: list[tuple[int, int, int]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -81,6 +84,7 @@ class Erase:
     user_keys: list[str]
     emails: list[str]
     position: int = 0
+    tombstones: set[str] = field(default_factory=set)  # what the erase left, once written
 
 
 @dataclass(slots=True)

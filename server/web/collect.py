@@ -43,7 +43,7 @@ from server.config import Settings
 from server.errors import InvalidBatch, PulsewireError
 from server.ingest import Ingestor, ack_of
 from server.metrics import Metrics
-from server.web.bodies import BodyTooLarge, bounded_body
+from server.web.bodies import BodyTooLarge, BodyTooSlow, bounded_body
 from server.web.grpc_web import (
     cors_headers,
     decode_batch_frame,
@@ -113,6 +113,9 @@ class Collect:
             body = await bounded_body(request, _MAX_BEACON_BYTES)
         except BodyTooLarge as err:
             return Response(str(err), 413, headers=cors)
+        except BodyTooSlow as err:
+            return Response(str(err), 408, headers=cors)
+        peer = request.client.host if request.client else ""
         accepted, refused = 0, []
         try:
             batches = [decode_batch_frame(m) for m in frames(body)]
@@ -124,7 +127,7 @@ class Collect:
                 refused.append(f"seq {batch.seq}: origin not allowed")
                 continue
             try:
-                ack = await self._ingestor.accept(batch)
+                ack = await self._ingestor.accept(batch, peer)
             except PulsewireError as err:
                 refused.append(f"seq {batch.seq}: {err}")
                 continue
@@ -135,14 +138,21 @@ class Collect:
     async def signals(self, request: Request) -> Response:
         origin = request.headers.get("origin")
         cors = cors_headers(self.settings, origin)
+        peer, now = request.client.host if request.client else "", self._clock.now_ms()
+        if peer and not self._ingestor.refused_keys.allowed(peer, now):
+            return self._refused("refused_peer", 429, "too many refused site keys from this "
+                                                      "address: wait a minute", cors)
         try:
             payload = parse_payload(await bounded_body(request, MAX_PAYLOAD_BYTES))
         except BodyTooLarge as err:
             return self._refused("too_large", 413, str(err), cors)
+        except BodyTooSlow as err:
+            return self._refused("too_slow", 408, str(err), cors)
         except InvalidSignals as err:
             return self._refused("invalid", 400, str(err), cors)
         loads = self._loads.get(payload.site)
         if loads is None:
+            self._ingestor.refused_keys.refused(peer, now)
             return self._refused("unknown_site", 401, "site: unknown site key", cors)
         if not origin_allowed(self.settings, payload.site, origin, own_origin(request)):
             return self._refused("origin", 403, "origin: not one of the site's origins", cors)

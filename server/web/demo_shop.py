@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from collector.identity import sign_email
+from collector.identity import sign_identity
 from server.config import ConfigError
 from server.mail.catalog import Product
 from server.mail.money import format_price, minor_digits, parse_price
@@ -169,8 +169,9 @@ async def _sign_in(pages: jinja2.Environment, site_secret: str, request: Request
     if len(email) > _EMAIL_MAX_CHARS or not _EMAIL.fullmatch(email):
         return _render(pages, "signin.html", 400, email=email, name=name,
                        error="Enter an email address like ann@example.com.")
-    identity = {"user_id": _user_id_for(email), "email": email,
-                "signature": sign_email(site_secret, email),
+    user_id = _user_id_for(email)
+    identity = {"user_id": user_id, "email": email,
+                "signature": sign_identity(site_secret, user_id, email),
                 "traits": {"name": name} if name else {}}
     return _render(pages, "signed_in.html", identity=identity)
 

@@ -31,6 +31,7 @@ from collector.grpc_web import COMPRESSED_FLAG, TRAILER_FLAG, InvalidFrame, fram
 from server.config import Settings
 from server.errors import InvalidBatch, PulsewireError, Unauthenticated
 from server.ingest import Ingestor
+from server.web.bodies import BodyTooLarge, BodyTooSlow, bounded_body
 
 __all__ = ["SEND_PATH", "cors_headers", "frames", "grpc_web_routes", "origin_allowed",
            "own_origin"]
@@ -41,6 +42,7 @@ CONTENT_TYPE = "application/grpc-web+proto"
 _ACCEPTED_TYPES = ("application/grpc-web", "application/grpc-web+proto")
 _EXPOSED = "grpc-status, grpc-message, grpc-status-details-bin"
 _ALLOWED_HEADERS = "content-type, x-grpc-web, x-user-agent, grpc-timeout"
+_FRAMING = 64  # a frame's header and the trailers a client may send
 
 
 def frames(body: bytes) -> list[bytes]:
@@ -118,7 +120,14 @@ class _Send:
         if content_type not in _ACCEPTED_TYPES:
             return Response(f"content type must be {CONTENT_TYPE}", 415, headers=cors)
         try:
-            ack = await self._accept(await request.body(), origin, own_origin(request))
+            body = await bounded_body(request, self._settings.ingest.max_batch_bytes + _FRAMING)
+        except BodyTooLarge as err:
+            return self._refused(grpc.StatusCode.RESOURCE_EXHAUSTED, str(err), cors)
+        except BodyTooSlow as err:
+            return self._refused(grpc.StatusCode.DEADLINE_EXCEEDED, str(err), cors)
+        peer = request.client.host if request.client else ""
+        try:
+            ack = await self._accept(body, origin, own_origin(request), peer)
         except PulsewireError as err:
             return self._refused(self._status_of(err), str(err), cors)
         except Exception:
@@ -128,7 +137,8 @@ class _Send:
         body = frame(ack.SerializeToString()) + _trailers(grpc.StatusCode.OK, "")
         return Response(body, 200, media_type=CONTENT_TYPE, headers=cors)
 
-    async def _accept(self, body: bytes, origin: str | None, own: str) -> batch_pb2.Ack:
+    async def _accept(self, body: bytes, origin: str | None, own: str,
+                      peer: str) -> batch_pb2.Ack:
         messages = frames(body)
         if len(messages) != 1:
             raise InvalidBatch(f"body: a unary call carries 1 message, not {len(messages)}")
@@ -136,7 +146,7 @@ class _Send:
         if not origin_allowed(self._settings, self._ingestor.site_key_of(batch), origin, own,
                               resumed=bool(batch.resume)):
             raise Unauthenticated(f"origin {origin} is not one of the site's origins")
-        return await self._ingestor.accept(batch)
+        return await self._ingestor.accept(batch, peer)
 
     @staticmethod
     def _refused(code: grpc.StatusCode, message: str, cors: dict[str, str]) -> Response:

@@ -14,10 +14,10 @@ from typing import Any
 import grpc
 
 from collector.gen.pulsewire.v1 import batch_pb2, events_pb2
+from collector.identity import sign_identity
 from server.app import App, running
 from server.clock import Clock
 from server.config import Settings, load_settings
-from server.ingest.batches import sign_email
 from server.rpc.gen.pulsewire.v1 import ingest_pb2_grpc
 
 SITE_KEY, SITE_SECRET = "demo", "test-secret"
@@ -111,8 +111,8 @@ class BatchBuilder:
         if email or user_id:
             out.identity.email = email or ""
             out.identity.user_id = user_id
-            if email and signed:
-                out.identity.signature = sign_email(SITE_SECRET, email)
+            if signed:
+                out.identity.signature = sign_identity(SITE_SECRET, user_id, email or "")
         previous = base_ms
         for at_ms, kind, fields in events:
             event = out.events.add(dt_ms=at_ms - previous)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from starlette.applications import Starlette
 
-from collector.identity import sign_email
+from collector.identity import sign_identity
 from server.web.demo_shop import demo_shop_routes
 from server.web.serving import serve_http
 
@@ -160,7 +160,7 @@ def test_sign_in_answers_with_the_signed_identity(shop: str) -> None:
     status, _, body = fetch(f"{shop}/demo/signin", {"email": " Ann@Example.com ", "name": "Ann"})
     assert status == 200
     user_id = "u_" + hashlib.sha256(b"ann@example.com").hexdigest()[:12]
-    signature = sign_email(SITE_SECRET, "ann@example.com")
+    signature = sign_identity(SITE_SECRET, user_id, "ann@example.com")  # binds the two
     assert (f'pw(\'identify\', {{"email": "ann@example.com", "signature": "{signature}", '
             f'"traits": {{"name": "Ann"}}, "user_id": "{user_id}"}});') in body
     assert "localStorage.setItem('demo_email', \"ann@example.com\")" in body

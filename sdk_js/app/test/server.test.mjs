@@ -38,9 +38,11 @@ function transportTo(where, options = {}) {
 
 const main = { grpc: env.PWTEST_GRPC ?? "", http: env.PWTEST_HTTP ?? "" };
 
-/** What the app's backend does: sign the lowercased email with the site secret. */
-const sign = (/** @type {string} */ email) =>
-  createHmac("sha256", env.PWTEST_SITE_SECRET ?? "").update(email.trim().toLowerCase())
+/** What the app's backend does: sign the user id and the lowercased email with the site
+ * secret (`sign_identity`; with no user id, the email alone). */
+const sign = (/** @type {string} */ email, userId = "") =>
+  createHmac("sha256", env.PWTEST_SITE_SECRET ?? "")
+    .update(userId ? `${userId}\n${email.trim().toLowerCase()}` : email.trim().toLowerCase())
     .digest("hex");
 
 /** The Admin view of a user, over native gRPC with the operator token. */
@@ -114,7 +116,7 @@ describe(`the app client over ${kind}`, () => {
     const email = `${unique("ann")}@example.com`;
     const client = appClient();
     client.pageView("/product/laptop", "Laptop Pro 14");
-    client.identify("u-" + email, email, sign(email), { plan: "pro" });
+    client.identify("u-" + email, email, sign(email, "u-" + email), { plan: "pro" });
     client.track("cart_add", { sku: "sku-123", price: 1299.0, cart_id: "cart-1" });
     client.track("product_view", { color: "slate", rating: 4.5, gift: true });
     const first = await client.flush();

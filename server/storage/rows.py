@@ -1,23 +1,46 @@
-"""A shard's reads: typed, through the shard's read connection (WAL: they see the last commit
-and never wait for the writer)."""
+"""A shard's typed rows: reads through the shard's read connection (WAL: they see the last
+commit and never wait for the writer), and the row writes no engine state depends on (outbox
+marks, an operator's suppression), which go through the writer like everything else."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import aiosqlite
 
+from server.clock import Clock
 from server.errors import ShardClosed
 from server.storage import statements as sql
 from server.storage.statements import OutboxRow, SendRow, UserRow
 
-__all__ = ["ShardReads"]
+__all__ = ["ShardRows"]
 
 
-class ShardReads:
+class ShardRows:
     index: int
     _reader: aiosqlite.Connection | None
+    _clock: Clock
+
+    async def _write(self, apply: Callable[[aiosqlite.Connection], Awaitable[Any]]) -> None:
+        raise NotImplementedError  # the writer's: server/storage/shard.py
+
+    async def finish_outbox(self, row: OutboxRow, status: str, error: str | None) -> None:
+        """The row is done: `sent`, `suppressed` or `dead` (with why)."""
+        await self._write(sql.outbox_finished(row.id, row.sequence, row.step, status, error,
+                                              self._clock.now_ms()))
+
+    async def retry_outbox(self, row: OutboxRow, attempts: int, due_ms: int, error: str) -> None:
+        await self._write(sql.outbox_retry(row.id, attempts, due_ms, error))
+
+    async def defer_outbox(self, row: OutboxRow, due_ms: int, error: str) -> None:
+        """Try the row again at `due_ms` without counting an attempt."""
+        await self._write(sql.outbox_deferred(row.id, due_ms, error))
+
+    async def set_suppression(self, address: str, suppressed: bool) -> None:
+        """An operator's suppression of an address, or its lifting."""
+        await self._write(sql.suppression_set(address, suppressed, self._clock.now_ms()))
+
 
     async def read(self, query: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
         """Any query, for tests and tools: the server itself uses the typed reads below."""
@@ -60,6 +83,9 @@ class ShardReads:
 
     async def user(self, key: str) -> UserRow | None:
         return await sql.user_by_key(self._reading(), key)
+
+    async def dedup_of(self, device: str) -> list[tuple[int, int, int]]:
+        return await sql.dedup_of(self._reading(), device)
 
     async def devices_of(self, user_key: str) -> list[str]:
         return await sql.devices_of(self._reading(), user_key)
