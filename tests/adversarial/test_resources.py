@@ -165,21 +165,21 @@ def test_a_stream_that_sends_nothing_is_ended(tmp_path: Path) -> None:
                             PULSEWIRE_INGEST__STREAM_IDLE_S="1")
 
     async def scenario() -> None:
-        async with server(settings) as app:
-            async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
-                stub = ingest_pb2_grpc.IngestStub(channel)
-                quiet = asyncio.Event()
+        async with server(settings) as app, \
+                grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+            stub = ingest_pb2_grpc.IngestStub(channel)
+            quiet = asyncio.Event()
 
-                async def nothing():  # opens the stream, then never sends a batch
-                    await quiet.wait()
-                    yield  # pragma: no cover
-                started = time.monotonic()
-                call = stub.Stream(nothing())
-                try:
-                    async for _ in call:
-                        pass
-                    raise AssertionError("the stream was not ended")
-                except grpc.aio.AioRpcError as err:
-                    assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
-                assert time.monotonic() - started < 5
+            async def nothing():  # opens the stream, then never sends a batch
+                await quiet.wait()
+                yield  # pragma: no cover
+            started = time.monotonic()
+            call = stub.Stream(nothing())
+            try:
+                async for _ in call:
+                    pass
+                raise AssertionError("the stream was not ended")
+            except grpc.aio.AioRpcError as err:
+                assert err.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert time.monotonic() - started < 5
     asyncio.run(scenario())
