@@ -76,11 +76,11 @@ class Shop:
         assert ingestor is not None
         accept = ingestor.accept
 
-        async def tapped(batch: batch_pb2.Batch) -> batch_pb2.Ack:
+        async def tapped(batch: batch_pb2.Batch, peer: str = "") -> batch_pb2.Ack:
             if batch.resume:
                 self.resumed.append(batch)
             self.received.append(_in_full(ingestor, batch))
-            return await accept(batch)
+            return await accept(batch, peer)
         ingestor.accept = tapped  # type: ignore[method-assign]
 
     def batches(self) -> list[batch_pb2.Batch]:

@@ -100,8 +100,8 @@ def _tap(app: App) -> dict[str, Counter[str]]:
     accept = ingestor.accept
     applied: dict[str, Counter[str]] = {}
 
-    async def tapped(batch: batch_pb2.Batch) -> batch_pb2.Ack:
-        ack = await accept(batch)
+    async def tapped(batch: batch_pb2.Batch, peer: str = "") -> batch_pb2.Ack:
+        ack = await accept(batch, peer)
         if not ack.duplicate:
             events = [repr(e).replace(str(batch.device_id), "") for e in decode_batch(batch)]
             applied.setdefault(batch.device_id, Counter()).update(events)
