@@ -10,7 +10,14 @@ kept-open SMTP connection. The result goes back through the shard's writer:
     exponential backoff, until max_attempts, then dead;
   permanent (5xx) -> dead; when the recipient itself was refused (a hard bounce), also an
     email_bounce event for the user, so the engine stops mailing them;
-  unrenderable (a missing template, a template error) -> dead at once, with the error.
+  unrenderable or unbuildable (a missing template, a template error, an address that is not
+    a mailbox, a header that cannot be made valid; any exception there) -> dead at once, with
+    the error's type and message: the same row would fail the same way again.
+No failure leaves a row due at once, so no row is tried in a hot loop and none holds up the
+rows behind it: a fault outside the message (a shard read, a claim, the sender) is a counted
+retry with backoff; when even that cannot be written, the row rests in memory for a while
+(FAULT_HOLD_S). A row that SMTP accepted and whose "sent" could not be written is marked, never
+sent again, when it next comes up.
 The one window where a crash can duplicate an email is after SMTP accepted the message and
 before the row is marked sent: on restart it is sent again with the same Message-ID, which
 receiving systems use to drop duplicates. Nothing is ever lost: a row stays queued until marked.
@@ -35,9 +42,9 @@ from server.config import Settings
 from server.engine import Event
 from server.errors import PulsewireError, ShardClosed, Unavailable
 from server.mail.links import LinkBuilder
-from server.mail.message import DkimSigner, build_message
+from server.mail.message import DkimSigner, build_message, envelope_address
 from server.mail.render import Templates, send_context
-from server.mail.smtp import DeliveryStatus, SmtpSender
+from server.mail.smtp import Delivery, DeliveryStatus, SmtpSender
 from server.mail.tokens import LinkSigner
 from server.metrics import Metrics
 from server.modes import ApplyEvents, SendClaims
@@ -49,6 +56,8 @@ log = logging.getLogger("pulsewire.dispatch")
 WORKERS = 4
 BATCH = 64
 CLAIMS_RETRY_MS = 1_000
+FAULT_HOLD_S = 5.0  # a row whose outcome could not be written is not taken again before this
+MAX_REASON = 500  # characters of an error kept in the outbox row
 
 
 class Dispatcher:
@@ -73,6 +82,7 @@ class Dispatcher:
         self._queue: asyncio.Queue[OutboxRow] = asyncio.Queue()
         self._in_flight: set[tuple[int, int]] = set()
         self._finished: set[tuple[int, int]] = set()  # since the current scan began
+        self._delivered: set[tuple[int, int]] = set()  # accepted by SMTP, "sent" not yet written
         self._tasks: list[asyncio.Task[None]] = []
 
     def poke(self, _shard: int = -1) -> None:
@@ -143,46 +153,83 @@ class Dispatcher:
     async def _work(self, sender: SmtpSender) -> None:
         while True:
             row = await self._queue.get()
+            hold_s = 0.0
             try:
                 await self._deliver(sender, row)
             except ShardClosed:
                 log.info("outbox row %d: its shard went to another node", row.id)
-            except Exception:
+            except Exception as err:  # not the message's fault: a shard, a claim, the sender
                 log.exception("dispatch of outbox row %d failed", row.id)
+                hold_s = await self._after_fault(row, err)
             finally:
-                self._in_flight.discard((row.shard, row.id))
-                self._finished.add((row.shard, row.id))
                 self._queue.task_done()
-                self._wake.set()
+                self._release((row.shard, row.id), hold_s)
+
+    def _release(self, key: tuple[int, int], after_s: float) -> None:
+        """The row may be taken again (by the next scan that finds it due), after `after_s`."""
+        if after_s > 0:
+            asyncio.get_running_loop().call_later(after_s, self._release, key, 0.0)
+            return
+        self._in_flight.discard(key)
+        self._finished.add(key)
+        self._wake.set()
+
+    async def _after_fault(self, row: OutboxRow, err: Exception) -> float:
+        """A counted retry with backoff for a fault outside the message. Returns how long the
+        row rests in memory instead: when the retry cannot be written, or the row was sent
+        (it must not go again, only be marked)."""
+        if (row.shard, row.id) in self._delivered:
+            return FAULT_HOLD_S
+        try:
+            await self._retry(self._shards[row.shard], row, _reason("dispatch", err))
+        except ShardClosed:
+            return 0.0
+        except Exception:
+            log.exception("outbox row %d: cannot record its retry either", row.id)
+            return FAULT_HOLD_S
+        return 0.0
 
     async def _deliver(self, sender: SmtpSender, row: OutboxRow) -> None:
         shard = self._shards[row.shard]
+        if (row.shard, row.id) in self._delivered:  # SMTP took it: mark it, never send again
+            await self._mark_sent(shard, row)
+            return
         if await shard.is_suppressed(row.email):
             await shard.finish_outbox(row, "suppressed", "address is suppressed")
             return
+        user_id, traits = await shard.profile(row.user_key)
         try:
-            message = await self._message(shard, row)
-        except PulsewireError as err:
-            log.error("outbox row %d cannot be rendered: %s", row.id, err)
-            await shard.finish_outbox(row, "dead", f"render: {err}")
+            recipient, message = self._message(row, user_id, traits)
+        except Exception as err:  # the row's own content: it would fail the same way again
+            log.error("outbox row %d cannot be rendered: %s", row.id, _reason("render", err))
+            await shard.finish_outbox(row, "dead", _reason("render", err))
             return
         if not await self._claimed(shard, row):
             return
-        delivery = await sender.send(self._envelope_from, row.email, message)
+        try:
+            delivery = await sender.send(self._envelope_from, recipient, message)
+        except Exception as err:  # the sender reports outcomes; this is a fault inside it
+            log.exception("outbox row %d: the SMTP sender failed", row.id)
+            delivery = Delivery(DeliveryStatus.TRANSIENT, 0, _reason("send", err), "mail")
         if delivery.status is DeliveryStatus.DELIVERED:
+            self._delivered.add((row.shard, row.id))
             self._metrics.emails_sent.inc()
-            await self._claims.sent(row.message_key)
-            await shard.finish_outbox(row, "sent", None)
+            await self._mark_sent(shard, row)
         elif delivery.status is DeliveryStatus.PERMANENT:
             self._metrics.emails_failed.labels("permanent").inc()
-            await shard.finish_outbox(row, "dead", f"{delivery.code} {delivery.message}")
+            await shard.finish_outbox(row, "dead", _delivery_reason(delivery))
             if delivery.bounced:  # the address itself is refused, not this message's content
                 bounce = Event("email_bounce", self._clock.now_ms(), {"message": row.message_key})
                 await self._apply_events(row.user_key, [bounce], "", 0)
         else:
             self._metrics.emails_failed.labels("transient").inc()
             await self._claims.give_back(row.message_key)
-            await self._retry(shard, row, f"{delivery.code} {delivery.message}")
+            await self._retry(shard, row, _delivery_reason(delivery))
+
+    async def _mark_sent(self, shard: Shard, row: OutboxRow) -> None:
+        await self._claims.sent(row.message_key)
+        await shard.finish_outbox(row, "sent", None)
+        self._delivered.discard((row.shard, row.id))
 
     async def _claimed(self, shard: Shard, row: OutboxRow) -> bool:
         """Whether this process may send `row` now."""
@@ -196,15 +243,18 @@ class Dispatcher:
         await shard.finish_outbox(row, "sent", "sent by the shard's previous holder")
         return False
 
-    async def _message(self, shard: Shard, row: OutboxRow) -> bytes:
-        user_id, traits = await shard.profile(row.user_key)
+    def _message(self, row: OutboxRow, user_id: str,
+                 traits: dict[str, str]) -> tuple[str, bytes]:
+        """The envelope recipient and the message bytes of `row`."""
+        recipient = envelope_address(row.email)
         links = LinkBuilder(self._settings.server.public_url, self._signer, row.user_key,
                             row.message_key, row.email)
         context = send_context(row.vars, email=row.email, user_id=user_id, traits=traits)
         rendered = self._templates().render(row.template, context, links)
-        return build_message(rendered, sender=self._settings.smtp.sender, to=row.email,
-                             message_key=row.message_key, unsubscribe_url=links.unsubscribe(),
-                             now_ms=self._clock.now_ms(), dkim=self._dkim)
+        return recipient, build_message(
+            rendered, sender=self._settings.smtp.sender, to=row.email,
+            message_key=row.message_key, unsubscribe_url=links.unsubscribe(),
+            now_ms=self._clock.now_ms(), dkim=self._dkim)
 
     async def _retry(self, shard: Shard, row: OutboxRow, error: str) -> None:
         policy = self._settings.dispatch
@@ -215,3 +265,14 @@ class Dispatcher:
         backoff_s = min(policy.backoff_max_s, policy.backoff_first_s * 2 ** (attempts - 1))
         await shard.retry_outbox(row, attempts, self._clock.now_ms() + int(backoff_s * 1000),
                                  error)
+
+
+def _reason(stage: str, err: BaseException) -> str:
+    """What goes in the row: our own errors say it plainly, others with their type."""
+    text = str(err) if isinstance(err, PulsewireError) else f"{type(err).__name__}: {err}"
+    return f"{stage}: {text}"[:MAX_REASON]
+
+
+def _delivery_reason(delivery: Delivery) -> str:
+    text = f"{delivery.code} {delivery.message}" if delivery.code else delivery.message
+    return text[:MAX_REASON]

@@ -10,6 +10,16 @@ A 5xx before the transaction (greeting, EHLO, STARTTLS, AUTH) says the server re
 this message, so it is reported as TRANSIENT: nothing is dropped while an operator fixes the
 setup. A recipient's hard bounce is PERMANENT at stage "rcpt" (`Delivery.bounced`).
 
+The transaction (MAIL, RCPT, DATA) is driven step by step here rather than by `sendmail`, which
+leaves the envelope open when it raises on our side after MAIL was accepted (a recipient it
+cannot encode): the next send on the connection was then refused ("503 nested MAIL"). After
+any failure in a transaction (a refusal, or an error on our side) the connection is reset with
+RSET, and dropped if RSET fails. An address that cannot go on a command line as it is (a
+control character, or text that `parseaddr` would turn into another address) is PERMANENT
+before MAIL.
+A non-ASCII address goes with SMTPUTF8 (RFC 6531) when the server's EHLO offers it, and is
+PERMANENT without it; a message with 8-bit bytes is sent as BODY=8BITMIME when offered.
+
 Sends are serialized on the one connection by a lock. The password is kept out of `repr`,
 logs and every Delivery message.
 """
@@ -17,12 +27,17 @@ logs and every Delivery message.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
 import aiosmtplib
+from aiosmtplib.email import quote_address
 
-__all__ = ["Delivery", "DeliveryStatus", "SmtpSender"]
+__all__ = ["NO_SMTPUTF8", "Delivery", "DeliveryStatus", "SmtpSender"]
+
+NO_SMTPUTF8 = "the server does not offer SMTPUTF8 for a non-ASCII address"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # what aiosmtplib refuses in a command's argument
 
 
 class DeliveryStatus(StrEnum):
@@ -111,28 +126,59 @@ class SmtpSender:
             if isinstance(connected, Delivery):
                 return connected
             client = connected
+        utf8 = not (sender_address.isascii() and recipient.isascii())
+        for address in (sender_address, recipient):  # checked before MAIL, not halfway
+            if problem := _unsendable(address):
+                return _permanent(problem, "mail")
+        if utf8 and not client.supports_extension("smtputf8"):
+            return _permanent(NO_SMTPUTF8, "mail")
+        options = ["SMTPUTF8"] if utf8 else []
+        if not message.isascii() and client.supports_extension("8bitmime"):
+            options.append("BODY=8BITMIME")
+        if client.supports_extension("size"):
+            options.append(f"SIZE={len(message)}")
         try:
-            errors, reply = await client.sendmail(sender_address, [recipient], message)
-        except aiosmtplib.SMTPRecipientsRefused as err:
-            refused = err.recipients[0]
-            return _answer(refused.code, refused.message, "rcpt")
-        except aiosmtplib.SMTPSenderRefused as err:
-            return _answer(err.code, err.message, "mail")
-        except aiosmtplib.SMTPDataError as err:
-            return _answer(err.code, err.message, "data")
-        except aiosmtplib.SMTPResponseException as err:
-            return _answer(err.code, err.message, "mail")
-        except ValueError as err:  # an address aiosmtplib cannot put on the wire
-            return Delivery(DeliveryStatus.PERMANENT, 0, str(err), "mail")
+            return await self._transaction(client, sender_address, recipient, message,
+                                           options, "utf-8" if utf8 else "ascii")
         except aiosmtplib.SMTPTimeoutError as err:
             await self._discard()  # the conversation's state is unknown: start afresh next time
             return _transient(0, f"timed out: {err}", "data")
         except (aiosmtplib.SMTPServerDisconnected, OSError) as err:
             raise _ConnectionDead(_transient(0, f"connection lost: {err}", "mail")) from None
-        if recipient in errors:  # not reached for one recipient, but keep the contract
-            code, text = errors[recipient]
-            return _answer(code, text, "rcpt")
-        return Delivery(DeliveryStatus.DELIVERED, 250, reply, "data")
+
+    async def _transaction(self, client: aiosmtplib.SMTP, sender_address: str, recipient: str,
+                           message: bytes, options: list[str], encoding: str) -> Delivery:
+        """MAIL, RCPT, DATA; any failure on the way resets the connection (RSET is harmless
+        where no transaction began, and ends one that did)."""
+        stage = "mail"
+        try:
+            await client.mail(sender_address, options=options, encoding=encoding)
+            stage = "rcpt"
+            await client.rcpt(recipient, encoding=encoding)
+            stage = "data"
+            response = await client.data(message)
+        except aiosmtplib.SMTPResponseException as err:
+            await self._reset(client)
+            return _answer(err.code, err.message, stage)
+        except ValueError as err:  # refused on our side (an address aiosmtplib cannot send)
+            await self._reset(client)
+            return _permanent(str(err), stage)
+        except (aiosmtplib.SMTPTimeoutError, aiosmtplib.SMTPServerDisconnected, OSError):
+            raise  # the caller drops the connection
+        except Exception as err:  # any other fault: the state of the envelope is unknown
+            await self._discard()
+            return _transient(0, f"{type(err).__name__}: {err}", stage)
+        return Delivery(DeliveryStatus.DELIVERED, response.code, response.message, "data")
+
+    async def _reset(self, client: aiosmtplib.SMTP) -> None:
+        """RSET after a failed transaction; a connection that cannot be reset is dropped."""
+        if not client.is_connected:
+            await self._discard()
+            return
+        try:
+            await client.rset()
+        except (aiosmtplib.SMTPException, OSError):
+            await self._discard()
 
     async def _connect(self) -> aiosmtplib.SMTP | Delivery:
         client = aiosmtplib.SMTP(hostname=self._host, port=self._port, timeout=self._timeout_s,
@@ -140,6 +186,11 @@ class SmtpSender:
         stage = "connect"
         try:
             await client.connect()
+            if client.is_ehlo_or_helo_needed:  # what the server offers (SMTPUTF8, SIZE)
+                try:
+                    await client.ehlo()
+                except aiosmtplib.SMTPHeloError:
+                    await client.helo()
             if self._username:
                 stage = "auth"
                 await client.login(self._username, self._password)
@@ -158,6 +209,20 @@ class SmtpSender:
             client.close()
 
 
+def _unsendable(address: str) -> str | None:
+    """Why `address` cannot go on a MAIL or RCPT command line as it is; None when it can.
+    (aiosmtplib would send what `parseaddr` makes of it, which may be another address.)"""
+    if _CONTROL.search(address):
+        return f"address {address!r} contains a control character"
+    try:
+        quoted = quote_address(address)
+    except ValueError as err:
+        return str(err)
+    if quoted != f"<{address}>":
+        return f"address {address!r} is not one bare address (local@domain)"
+    return None
+
+
 def _answer(code: int, text: str, stage: str) -> Delivery:
     """The Delivery a reply means; 421 (the server is closing the connection) means retry."""
     if code == 421:
@@ -169,3 +234,8 @@ def _answer(code: int, text: str, stage: str) -> Delivery:
 
 def _transient(code: int, text: str, stage: str) -> Delivery:
     return Delivery(DeliveryStatus.TRANSIENT, code, text, stage)
+
+
+def _permanent(text: str, stage: str) -> Delivery:
+    """Refused on our side: no reply code, and sending again would only be refused again."""
+    return Delivery(DeliveryStatus.PERMANENT, 0, text, stage)

@@ -11,7 +11,7 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from server.mail.mailcatcher import MailCatcher
-from server.mail.smtp import Delivery, DeliveryStatus, SmtpSender
+from server.mail.smtp import NO_SMTPUTF8, Delivery, DeliveryStatus, SmtpSender
 from server.mail.smtp_listener import SmtpListener
 
 FROM, TO = "shop@shop.example.com", "ann@example.org"
@@ -213,5 +213,159 @@ def test_close_is_idempotent_and_reconnects_after() -> None:
             assert (await sender.send(FROM, TO, message(1))).delivered
             await sender.close()
             assert listener.connections == 2
+
+    asyncio.run(scenario())
+
+
+# ---- a failed transaction never leaks into the next send ------------------------------------
+
+class Recording(Refusing):
+    """`Refusing`, counting MAIL and RSET, refusing RSET if asked, offering SMTPUTF8 or not."""
+
+    def __init__(self, rcpt: str | None = None, data: str | None = None, *,
+                 rset: str | None = None, smtputf8: bool = True) -> None:
+        super().__init__(rcpt, data)
+        self.rset_reply, self.smtputf8 = rset, smtputf8
+        self.mails: list[tuple[str, list[str]]] = []
+        self.resets = 0
+        self.delivered: list[tuple[tuple[str, ...], bytes]] = []
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        return [r for r in responses if self.smtputf8 or "SMTPUTF8" not in r]
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        self.mails.append((address, mail_options))
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RSET(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.resets += 1
+        return self.rset_reply or "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.data:
+            return self.data
+        self.delivered.append((tuple(envelope.rcpt_tos), envelope.original_content or b""))
+        return "250 OK"
+
+
+class RefusingOne(Recording):
+    """Refuses RCPT for one address (after MAIL was accepted), takes every other."""
+
+    def __init__(self, refused: str, **options: Any) -> None:
+        super().__init__(**options)
+        self.refused = refused
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if address == self.refused:
+            return "550 5.1.1 No such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+@pytest.mark.parametrize(("refused_at", "code"), [("rcpt", 550), ("data", 554)])
+def test_a_refused_transaction_is_reset_before_the_next_send(refused_at: str, code: int) -> None:
+    async def scenario() -> None:
+        recording = RefusingOne("gone@example.org")
+        if refused_at == "data":
+            recording.data = "554 5.7.1 Rejected as spam"
+        async with SmtpListener(recording) as listener:
+            sender = SmtpSender("127.0.0.1", listener.port)
+            try:
+                first = await sender.send(FROM, "gone@example.org" if refused_at == "rcpt"
+                                          else TO, message(0))
+                recording.data = None
+                after = await sender.send(FROM, TO, message(1))
+            finally:
+                await sender.close()
+            assert (first.status, first.code, first.stage) == \
+                (DeliveryStatus.PERMANENT, code, refused_at)
+            assert after.delivered, after
+            assert recording.resets == 1 and listener.connections == 1
+            assert recording.delivered == [((TO,), message(1))]
+
+    asyncio.run(scenario())
+
+
+def test_a_connection_that_refuses_rset_is_dropped_and_the_next_send_reconnects() -> None:
+    async def scenario() -> None:
+        recording = RefusingOne("gone@example.org", rset="500 5.5.1 no RSET here")
+        async with SmtpListener(recording) as listener:
+            sender = SmtpSender("127.0.0.1", listener.port)
+            try:
+                refused = await sender.send(FROM, "gone@example.org", message(0))
+                after = await sender.send(FROM, TO, message(1))
+            finally:
+                await sender.close()
+            assert (refused.status, refused.code, refused.stage) == \
+                (DeliveryStatus.PERMANENT, 550, "rcpt")
+            assert after.delivered and listener.connections == 2
+            assert recording.delivered == [((TO,), message(1))]
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("recipient", ["ann\x00@example.org", "ann@example.org\r\nRSET",
+                                       "ann@exa mple.org", "<ann@example.org>x@y"])
+def test_an_address_that_cannot_go_on_the_wire_is_refused_before_mail(recipient: str) -> None:
+    async def scenario() -> None:
+        recording = Recording()
+        async with SmtpListener(recording) as listener:
+            sender = SmtpSender("127.0.0.1", listener.port)
+            try:
+                refused = await sender.send(FROM, recipient, message(0))
+                after = await sender.send(FROM, TO, message(1))
+            finally:
+                await sender.close()
+            assert (refused.status, refused.code) == (DeliveryStatus.PERMANENT, 0)
+            assert not refused.bounced and refused.message
+            assert after.delivered and listener.connections == 1
+            assert [address for address, _ in recording.mails] == [FROM]  # only the good one
+
+    asyncio.run(scenario())
+
+
+def utf8_message(to: str) -> bytes:
+    return (f"From: {FROM}\r\nTo: {to}\r\nSubject: hi\r\nMessage-ID: <u@shop.example.com>\r\n"
+            "\r\nbody\r\n").encode()
+
+
+@pytest.mark.parametrize("to", ["ann@exämple.org", "用户@例子.广告"])
+def test_a_non_ascii_address_goes_with_smtputf8_where_offered(to: str) -> None:
+    async def scenario() -> None:
+        recording = Recording()
+        async with SmtpListener(recording) as listener:
+            sender = SmtpSender("127.0.0.1", listener.port)
+            try:
+                delivery = await sender.send(FROM, to, utf8_message(to))
+            finally:
+                await sender.close()
+            assert delivery.delivered, delivery
+            [(_, options)] = recording.mails
+            assert "SMTPUTF8" in options and "BODY=8BITMIME" in options
+            assert recording.delivered == [((to,), utf8_message(to))]
+
+    asyncio.run(scenario())
+
+
+def test_a_non_ascii_address_without_smtputf8_is_permanent_and_opens_no_transaction() -> None:
+    async def scenario() -> None:
+        recording = Recording(smtputf8=False)
+        async with SmtpListener(recording) as listener:
+            sender = SmtpSender("127.0.0.1", listener.port)
+            try:
+                refused = await sender.send(FROM, "用户@例子.广告", utf8_message("用户@例子.广告"))
+                after = await sender.send(FROM, TO, message(1))
+            finally:
+                await sender.close()
+            assert (refused.status, refused.message) == (DeliveryStatus.PERMANENT, NO_SMTPUTF8)
+            assert not refused.bounced
+            assert after.delivered and listener.connections == 1
+            assert [address for address, _ in recording.mails] == [FROM]
+            assert "SMTPUTF8" not in recording.mails[0][1]
 
     asyncio.run(scenario())
