@@ -29,7 +29,8 @@ from collector.gen.pulsewire.v1 import batch_pb2
 from collector.identity import sign_email, vouched
 from server.config import IngestSettings, SiteSettings
 from server.engine import Event
-from server.errors import InvalidBatch
+from server.errors import InvalidBatch, InvalidMessage
+from server.mail.message import envelope_address
 from server.storage.router import routing_key
 from server.storage.shard import Identity
 
@@ -121,7 +122,15 @@ def _identity(ident: Any, site: SiteSettings, where: str = "identity") -> Identi
 
 
 def _email_ok(email: str) -> bool:
-    return len(email) <= _MAX_EMAIL and _EMAIL.fullmatch(email) is not None
+    """An address the dispatcher can send to (its envelope rules, server/mail/message.py), so
+    an identity that passes here never becomes a dead letter for its address."""
+    if len(email) > _MAX_EMAIL or _EMAIL.fullmatch(email) is None:
+        return False
+    try:
+        envelope_address(email)
+    except InvalidMessage:
+        return False
+    return True
 
 
 def _traits(traits: Any, where: str) -> dict[str, str]:
