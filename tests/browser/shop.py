@@ -22,10 +22,10 @@ from collector.gen.pulsewire.v1 import batch_pb2
 from collector.grpc_web import TRAILER_FLAG, split_frames
 from server.app import App, running
 from server.config import load_settings
-from server.mail.catalog import Catalog
-from server.mail.mailcatcher import MailCatcher
 from server.ingest import Ingestor
 from server.ingest.resume import ResumeUnknown
+from server.mail.catalog import Catalog
+from server.mail.mailcatcher import MailCatcher
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -69,6 +69,7 @@ class Shop:
     catcher: MailCatcher
     received: list[batch_pb2.Batch] = field(default_factory=list)  # each in full
     resumed: list[batch_pb2.Batch] = field(default_factory=list)  # as sent, when resumed
+    applied: list[batch_pb2.Batch] = field(default_factory=list)  # in full, once applied
 
     def tap(self) -> None:
         """Keep a copy of every batch the server is given, by any transport."""
@@ -81,6 +82,21 @@ class Shop:
                 self.resumed.append(batch)
             self.received.append(_in_full(ingestor, batch))
             return await accept(batch, peer)
+        ingestor.accept = tapped  # type: ignore[method-assign]
+
+    def tap_applied(self) -> None:
+        """Keep a copy in full of every batch the server applied: acked, and neither a
+        duplicate (acked with accepted=0) nor a bot's (counted, never stored)."""
+        ingestor = self.app.ingestor
+        assert ingestor is not None
+        accept = ingestor.accept
+
+        async def tapped(batch: batch_pb2.Batch, peer: str = "") -> batch_pb2.Ack:
+            full = _in_full(ingestor, batch)
+            ack = await accept(batch, peer)
+            if not ack.duplicate and full.context.device_class != full.context.BOT:
+                self.applied.append(full)
+            return ack
         ingestor.accept = tapped  # type: ignore[method-assign]
 
     def batches(self) -> list[batch_pb2.Batch]:
