@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute, Route
 from server.clock import Clock
 from server.engine import Event
 from server.errors import ShardClosed
+from server.ingest.rate import FailureLimit
 from server.mail.tokens import (
     KIND_CLICK,
     KIND_OPEN,
@@ -59,6 +60,8 @@ class Tracking:
     metrics: Metrics
     apply_events: ApplyEvents  # the mode's
     operator_token: str = field(default="", repr=False)  # also opens /metrics to other hosts
+    # guessing the token at /metrics costs as much time as at the Admin service
+    refused_tokens: FailureLimit = field(default_factory=FailureLimit)
 
     async def feedback(self, kind: str, payload: dict[str, str], extra: dict[str, str],
                        dedup_seq: int) -> None:
@@ -116,7 +119,12 @@ def _endpoints(tracking: Tracking) -> list[Route]:
 </form>""")
 
     async def metrics(request: Request) -> Response:
+        peer, now = request.client.host if request.client else "", tracking.clock.now_ms()
+        if not tracking.refused_tokens.allowed(peer, now):
+            return Response("metrics: too many refused tokens from this address: wait a "
+                            "minute\n", 429, media_type="text/plain")
         if not _may_read_metrics(request, tracking.operator_token):
+            tracking.refused_tokens.refused(peer, now)
             return Response("metrics: from this host, or with the operator token\n", 403,
                             media_type="text/plain")
         return Response(tracking.metrics.render(),
