@@ -18,7 +18,12 @@ from pydantic import (
     model_validator,
 )
 
-from server.sequences.durations import DURATION_PATTERN, parse_duration_ms
+from server.sequences.durations import (
+    DURATION_PATTERN,
+    MAX_DURATION_CHARS,
+    MAX_DURATION_TEXT,
+    parse_duration_ms,
+)
 
 __all__ = [
     "Condition",
@@ -38,7 +43,13 @@ __all__ = [
 DurationMs = Annotated[
     int,
     BeforeValidator(parse_duration_ms),
-    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["30m", "7d"]}),
+    WithJsonSchema({
+        "type": "string",
+        "pattern": DURATION_PATTERN,
+        "maxLength": MAX_DURATION_CHARS,
+        "description": f"a number and a unit (ms, s, m, h, d, w), at most {MAX_DURATION_TEXT}",
+        "examples": ["30m", "7d"],
+    }),
 ]
 Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$", max_length=100)]
 

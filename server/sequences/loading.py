@@ -1,22 +1,20 @@
-"""Reading sequence and segment files (YAML or JSON) with every fault located by file, line, field.
+"""Loading sequence and segment files (YAML or JSON) with every fault located by file, line, field.
 
-Files are composed into YAML nodes first, which keep their line numbers, and then validated by
-pydantic; an error's location (a path of keys and indexes) is walked back through the nodes to
-the line at fault. YAML is read with YAML 1.2 rules for plain scalars, so `on`, `no` and `21:00`
-stay strings instead of turning into booleans or sexagesimal numbers. A set loads only when every
-file in it is valid; nothing partial ever reaches the engine.
+A file is read into data and YAML nodes (reading.py: bounded, so any input is answered within a
+second), and the data is validated by pydantic; an error's location (a path of keys and
+indexes) is walked back through the nodes, which keep their line numbers, to the line at fault.
+A set loads only when every file in it is valid; nothing partial ever reaches the engine.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from yaml.nodes import Node, ScalarNode
 
 from server.errors import InvalidSequence, Problem
 from server.sequences.model import (
@@ -28,44 +26,16 @@ from server.sequences.model import (
     Sequence,
     SequenceSet,
 )
+from server.sequences.reading import read_document
 
 __all__ = ["SEQUENCE_SUFFIXES", "load_file", "load_paths"]
 
 SEQUENCE_SUFFIXES = (".yaml", ".yml", ".json")
-_MAX_FILE_BYTES = 1 << 20
 
-_BOOL, _INT, _FLOAT = (f"tag:yaml.org,2002:{t}" for t in ("bool", "int", "float"))
-
-
-class _Yaml12Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 core-schema booleans and numbers."""
-
-
-_YAML11_ONLY = (_BOOL, _INT, _FLOAT, "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value")
-_Yaml12Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in _YAML11_ONLY]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Yaml12Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                                    list("tTfF"))
-_Yaml12Loader.add_implicit_resolver(_INT, re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"),
-                                    list("-+0123456789"))
-_Yaml12Loader.add_implicit_resolver(
-    _FLOAT, re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$"),
-    list("-+.0123456789"),
-)
 
 def load_file(path: Path) -> Sequence | Segment:
     """One sequence or segment file; raises InvalidSequence listing every problem in it."""
-    data, node = _read(path)
-    problems = _problems_of_shape(path, data, node)
-    if problems:
-        raise InvalidSequence(problems)
-    kind = Segment if isinstance(data, dict) and "segment" in data else Sequence
-    try:
-        return kind.model_validate(data)
-    except ValidationError as err:
-        raise InvalidSequence(_located(path, node, err)) from None
+    return _load(path)[0]
 
 
 def load_paths(paths: Iterable[Path]) -> tuple[SequenceSet, dict[str, Path]]:
@@ -81,9 +51,10 @@ def load_paths(paths: Iterable[Path]) -> tuple[SequenceSet, dict[str, Path]]:
     sequences: list[Sequence] = []
     segments: list[Segment] = []
     origin: dict[str, Path] = {}
+    nodes: dict[Path, Node] = {}
     for path in files:
         try:
-            doc = load_file(path)
+            doc, nodes[path] = _load(path)
         except InvalidSequence as err:
             problems.extend(err.problems)
             continue
@@ -91,7 +62,7 @@ def load_paths(paths: Iterable[Path]) -> tuple[SequenceSet, dict[str, Path]]:
         kind = "segment" if isinstance(doc, Segment) else "sequence"
         if ident in origin:
             field = "segment" if kind == "segment" else "id"
-            line, _ = _walk(_read(path)[1], (field,))
+            line, _ = _walk(nodes[path], (field,))
             problems.append(Problem(str(path), line, field,
                                     f"{kind} {ident!r} is already defined in {origin[ident]}"))
             continue
@@ -102,7 +73,7 @@ def load_paths(paths: Iterable[Path]) -> tuple[SequenceSet, dict[str, Path]]:
         for loc, name in _segment_references(seq):
             if name not in known:
                 path = origin[seq.id]
-                line, field = _walk(_read(path)[1], loc)
+                line, field = _walk(nodes[path], loc)
                 problems.append(Problem(str(path), line, field, f"no segment is named {name!r}"))
     if problems:
         raise InvalidSequence(problems)
@@ -120,45 +91,19 @@ def _expand(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
-def _read(path: Path) -> tuple[Any, yaml.Node | None]:
+def _load(path: Path) -> tuple[Sequence | Segment, Node]:
+    data, node = read_document(path)
+    problems = _problems_of_shape(path, data, node)
+    if problems or node is None:
+        raise InvalidSequence(problems)
+    kind = Segment if isinstance(data, dict) and "segment" in data else Sequence
     try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise InvalidSequence([Problem(str(path), 0, "", f"cannot read: {err.strerror}")]) from None
-    if len(raw) > _MAX_FILE_BYTES:
-        raise InvalidSequence([Problem(str(path), 0, "", "larger than 1 MiB")])
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidSequence([Problem(str(path), 0, "", "not UTF-8 text")]) from None
-    if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise InvalidSequence([Problem(str(path), err.lineno, "", err.msg)]) from None
-        # The data is JSON's own; YAML nodes only locate errors. In valid JSON a raw tab can only
-        # be white space, which YAML refuses for indentation: spaces keep the lines the same.
-        return data, _compose(path, text.replace("\t", " "))[1]
-    return _compose(path, text)
+        return kind.model_validate(data), node
+    except ValidationError as err:
+        raise InvalidSequence(_located(path, node, err)) from None
 
 
-def _compose(path: Path, text: str) -> tuple[Any, yaml.Node | None]:
-    loader = _Yaml12Loader(text)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        line = mark.line + 1 if mark else 0
-        raise InvalidSequence([Problem(str(path), line, "", str(err.problem or err))]) from None
-    except yaml.YAMLError as err:
-        raise InvalidSequence([Problem(str(path), 0, "", str(err))]) from None
-    finally:
-        loader.dispose()
-    return data, node
-
-
-def _problems_of_shape(path: Path, data: Any, node: yaml.Node | None) -> list[Problem]:
+def _problems_of_shape(path: Path, data: Any, node: Node | None) -> list[Problem]:
     if not isinstance(data, dict) or node is None:
         return [Problem(str(path), 1, "", "expected a mapping (a sequence or a segment)")]
     return [
@@ -167,7 +112,7 @@ def _problems_of_shape(path: Path, data: Any, node: yaml.Node | None) -> list[Pr
     ]
 
 
-def _duplicate_keys(node: yaml.Node, prefix: str) -> Iterable[tuple[str, yaml.Node]]:
+def _duplicate_keys(node: Node, prefix: str) -> Iterable[tuple[str, Node]]:
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
         for key, value in node.value:
@@ -181,11 +126,12 @@ def _duplicate_keys(node: yaml.Node, prefix: str) -> Iterable[tuple[str, yaml.No
             yield from _duplicate_keys(item, f"{prefix}[{i}]")
 
 
-def _located(path: Path, node: yaml.Node | None, err: ValidationError) -> list[Problem]:
+def _located(path: Path, node: Node, err: ValidationError) -> list[Problem]:
     best: dict[tuple[int, str], tuple[int, Problem]] = {}
+    keys: _KeyIndex = {}
     for error in err.errors():
         at = (error.get("ctx") or {}).get("at", ())
-        line, field = _walk(node, (*error["loc"], *at))
+        line, field = _walk(node, (*error["loc"], *at), keys)
         problem = Problem(str(path), line, field, _message(error))
         depth = len(error["loc"])
         # A union reports each member's failure at the same place; keep the most specific one.
@@ -194,12 +140,19 @@ def _located(path: Path, node: yaml.Node | None, err: ValidationError) -> list[P
     return [p for _, p in sorted(best.values(), key=lambda dp: (dp[1].line, dp[1].field))]
 
 
-def _walk(node: yaml.Node | None, loc: tuple[int | str, ...]) -> tuple[int, str]:
+# Each mapping node's keys by name, built once per node: a file with thousands of unknown keys
+# gets thousands of errors, and a scan of the mapping for each would be quadratic.
+_KeyIndex = dict[int, dict[Any, tuple[Node, Node]]]
+
+
+def _walk(node: Node | None, loc: tuple[int | str, ...],
+          keys: _KeyIndex | None = None) -> tuple[int, str]:
     """The line and dotted field a pydantic error location points at.
 
     Parts that are not keys of the node at hand are discriminator tags or union member names
     and are passed over, except a missing key at the end, which is named.
     """
+    keys = {} if keys is None else keys
     line = node.start_mark.line + 1 if node is not None else 0
     field = ""
     for i, part in enumerate(loc):
@@ -210,7 +163,7 @@ def _walk(node: yaml.Node | None, loc: tuple[int | str, ...]) -> tuple[int, str]
                 line = node.start_mark.line + 1
             field += f"[{part}]"
         elif isinstance(node, yaml.MappingNode) and isinstance(part, str):
-            match = next(((k, v) for k, v in node.value if k.value == part), None)
+            match = _keys_of(node, keys).get(part)
             if match is not None:
                 line = match[0].start_mark.line + 1
                 node = match[1] if not last else node
@@ -218,6 +171,16 @@ def _walk(node: yaml.Node | None, loc: tuple[int | str, ...]) -> tuple[int, str]
             elif last:
                 field += f".{part}" if field else part
     return line, field
+
+
+def _keys_of(node: yaml.MappingNode, keys: _KeyIndex) -> dict[Any, tuple[Node, Node]]:
+    if id(node) not in keys:
+        first: dict[Any, tuple[Node, Node]] = {}
+        for key, value in node.value:
+            if isinstance(key, ScalarNode):
+                first.setdefault(key.value, (key, value))
+        keys[id(node)] = first
+    return keys[id(node)]
 
 
 def _message(error: Any) -> str:

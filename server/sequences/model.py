@@ -6,14 +6,16 @@ once (exit_on), and the rules that hold back email (cooldown, caps, quiet hours,
 A segment file names a set of users by recent events. `pulsewire schema` prints the JSON Schema
 of both; the engine compiles them into its own rule objects (server/engine/rules.py).
 
-Durations are strings with a unit ("60m", "7d"); inside the model they are milliseconds.
+Durations are strings with a unit ("60m", "7d") of at most ten years; inside the model they are
+milliseconds. A time zone is a name the time zone database has, nothing else.
 """
 
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import available_timezones
 
 from pydantic import (
     BeforeValidator,
@@ -38,6 +40,7 @@ from server.sequences.conditions import (
     Where,
     tag_by_key,
 )
+from server.sequences.durations import MAX_DURATION_MS, MAX_DURATION_TEXT
 
 __all__ = [
     "Branch",
@@ -231,6 +234,15 @@ class Cap(Strict):
 
 
 _CLOCK = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+_MAX_ZONE_CHARS = 64  # the longest IANA name has 32
+
+
+@cache
+def _zone_names() -> frozenset[str]:
+    """The zone names the time zone database has. Only these: ZoneInfo given a directory of
+    the database ("America") or a name past the file system's limit raises OSError, and a name
+    is a path into the database, which it must not leave."""
+    return frozenset(available_timezones())
 
 
 class QuietHours(Strict):
@@ -238,7 +250,8 @@ class QuietHours(Strict):
 
     start: str = Field(json_schema_extra={"pattern": _CLOCK.pattern}, examples=["21:00"])
     end: str = Field(json_schema_extra={"pattern": _CLOCK.pattern}, examples=["08:00"])
-    timezone: str = Field(default="UTC", description="for users whose time zone is unknown")
+    timezone: str = Field(default="UTC", max_length=_MAX_ZONE_CHARS, examples=["Europe/Paris"],
+                          description="an IANA time zone, for users whose time zone is unknown")
 
     @field_validator("start", "end")
     @classmethod
@@ -250,10 +263,8 @@ class QuietHours(Strict):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
+        if value not in _zone_names():
+            raise ValueError(f"unknown time zone {value!r}: give an IANA name, e.g. Europe/Paris")
         return value
 
     @model_validator(mode="after")
@@ -273,7 +284,8 @@ class Sequence(Strict):
     key: Name = Field(default="user", description="'user', or an entry event property (cart_id)")
     exit_on: list[ExitOn] = Field(default_factory=list)
     steps: list[Step] = Field(min_length=1)
-    cooldown: DurationMs = Field(default=0, description="after an instance ends, before re-entry")
+    cooldown: DurationMs = Field(default=0, description="after an instance ends, before "
+                                 f"re-entry; at most {MAX_DURATION_TEXT}")
     caps: list[Cap] = Field(default_factory=list)
     quiet_hours: QuietHours | None = None
     holdout: float = Field(default=0.0, ge=0.0, lt=1.0, description="fraction never mailed")
@@ -315,13 +327,17 @@ def _targets(step: Any) -> list[tuple[tuple[str, ...], str]]:
 # ---- segments ---------------------------------------------------------------------------------
 
 
+_MAX_MINUTES = MAX_DURATION_MS // 60_000
+
+
 class Trigger(Strict):
     """One event the user must have done within the last `time_in_minutes`."""
 
     event: Name
     page: str | None = Field(default=None, description="the event's path; * and ? wildcards")
     where: Where = Field(default_factory=dict)
-    time_in_minutes: int = Field(ge=1)
+    time_in_minutes: int = Field(ge=1, le=_MAX_MINUTES,
+                                 description=f"at most {_MAX_MINUTES} (10 years)")
     at_least: int = Field(default=1, ge=1)
 
 

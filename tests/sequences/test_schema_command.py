@@ -3,7 +3,7 @@
 import json
 
 from server.cli import main
-from server.sequences.durations import DURATION_PATTERN
+from server.sequences.durations import DURATION_PATTERN, MAX_DURATION_CHARS
 
 
 def _schema(capsys) -> dict:
@@ -36,6 +36,14 @@ def test_schema_durations_are_strings_with_the_duration_pattern(capsys):
                      defs["WaitFor"]["properties"]["timeout"],
                      defs["Cap"]["properties"]["per"]):
         assert (duration["type"], duration["pattern"]) == ("string", DURATION_PATTERN)
+        assert duration["maxLength"] == MAX_DURATION_CHARS
+        assert "at most 3650d (10 years)" in duration["description"]
+    assert defs["Trigger"]["properties"]["time_in_minutes"]["maximum"] == 3650 * 24 * 60
+
+
+def test_schema_time_zones_are_bounded(capsys):
+    zone = _schema(capsys)["$defs"]["QuietHours"]["properties"]["timezone"]
+    assert (zone["type"], zone["maxLength"]) == ("string", 64)
 
 
 def test_schema_uses_file_spellings(capsys):

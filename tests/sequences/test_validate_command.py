@@ -53,6 +53,22 @@ CASES = {
         + "quiet_hours:\n  start: \"21:00\"\n  end: \"08:00\"\n  timezone: Mars/Olympus_Mons\n",
         10, "quiet_hours.timezone", "unknown time zone",
     ),
+    "time-zone-directory": (
+        "tz-dir.yaml",
+        "id: s\nentry:\n  event: cart_add\nsteps:\n" + SEND
+        + "quiet_hours:\n  start: \"21:00\"\n  end: \"08:00\"\n  timezone: America\n",
+        10, "quiet_hours.timezone", "unknown time zone 'America'",
+    ),
+    "wait-past-ten-years": (
+        "long-wait.yaml",
+        "id: s\nentry:\n  event: cart_add\nsteps:\n  - wait: 1000000000000000w\n" + SEND,
+        5, "steps[0].wait", "at most 3650d (10 years)",
+    ),
+    "alias": (
+        "alias.yaml",
+        "id: s\nentry: &e\n  event: cart_add\nsteps:\n" + SEND + "exit_on:\n  - *e\n",
+        2, "entry", "no anchors or aliases",
+    ),
     "unknown-segment": (
         "no-segment.yaml",
         "id: s\nentry:\n  segment: nobody-here\nsteps:\n" + SEND,
