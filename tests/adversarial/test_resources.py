@@ -7,7 +7,6 @@ import asyncio
 import re
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -19,8 +18,8 @@ from harness import (
     ingest_client,
     server,
     settings_for,
+    write_config,
     write_sequences,
-    write_templates,
 )
 from test_email_flow import T0
 
@@ -63,21 +62,7 @@ async def _post_huge(port: int, path: str, content_type: str) -> int:
 
 def test_concurrent_oversized_bodies_keep_the_server_within_its_memory_bound(
         tmp_path: Path) -> None:
-    config = tmp_path / "server.toml"
-    config.write_text(textwrap.dedent(f"""
-        [server]
-        grpc_listen = "127.0.0.1:0"
-        http_listen = "127.0.0.1:0"
-        data_dir = "{tmp_path / 'data'}"
-        shards = 2
-        [sequences]
-        dir = "{write_sequences(tmp_path / 'seq', CART_RECOVERY)}"
-        [templates]
-        dir = "{write_templates(tmp_path / 'templates')}"
-        [[sites]]
-        key = "demo"
-        secret = "s"
-    """))
+    config = write_config(tmp_path, write_sequences(tmp_path / "seq", CART_RECOVERY))
     process = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--config",
                                 str(config), "--log-level", "error"], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)

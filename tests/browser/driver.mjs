@@ -12,38 +12,17 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { chromium } from "../../sdk_js/node_modules/playwright-core/index.mjs";
+import { USER_AGENT, launch } from "./chromium.mjs";
 
 const plan = JSON.parse(process.argv[2]);
 const base = plan.base;
 const person = plan.scenario !== "automation";
-const USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) " +
-  "Chrome/131.0.0.0 Safari/537.36";
 
 // Chromium's own network log sees every request, beacons sent at page close included (the
 // automation protocol misses those): the test reads the URLs from it.
 const logDir = mkdtempSync(path.join(tmpdir(), "pw-netlog-"));
 const netLog = path.join(logDir, "net.json");
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-domain-reliability",
-    "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    `--log-net-log=${netLog}`,
-    // the user agent on the command line too: a context's override does not reach the
-    // beacons a page sends as it unloads
-    ...(person ? ["--disable-blink-features=AutomationControlled",
-      `--user-agent=${USER_AGENT}`] : []),
-  ],
-  ignoreDefaultArgs: person ? ["--enable-automation"] : [],
-});
+const browser = await launch({ person, netLog });
 const context = await browser.newContext({
   viewport: { width: 1280, height: 800 },
   ...(person ? { userAgent: USER_AGENT } : {}),

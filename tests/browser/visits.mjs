@@ -14,11 +14,9 @@
 // follows one pattern (leave after N s, sign in, back and forward, reload, close the tab, two
 // tabs, the network down), ends on a page that stays a moment, then closes its tabs; the
 // browser closes a while after the last visit.
-import { chromium } from "../../sdk_js/node_modules/playwright-core/index.mjs";
+import { USER_AGENT, launch } from "./chromium.mjs";
 
 const plan = JSON.parse(process.argv[2]);
-const USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) " +
-  "Chrome/131.0.0.0 Safari/537.36";
 const STAY_MS = 1500; // a visit's last page stays this long
 const BOOT_WAIT_MS = 30_000; // browser mode: at most this long for the collector to boot
 const DELIVER_MS = 3000; // after the last visit: its beacons are on their way
@@ -279,26 +277,7 @@ async function inPool(items, size, work) {
   return results;
 }
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-domain-reliability",
-    "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-    "--disable-blink-features=AutomationControlled",
-    // also on the command line: a context's user agent does not reach the beacons a page sends
-    // as it unloads, which would otherwise go as HeadlessChrome and be dropped as a bot's
-    `--user-agent=${USER_AGENT}`,
-  ],
-  // Playwright turns the back-forward cache off; a person's Chrome has it on.
-  ignoreDefaultArgs: ["--enable-automation", "--disable-back-forward-cache"],
-});
+const browser = await launch({ backForwardCache: true });
 const started = Date.now();
 let visitors;
 try {

@@ -74,6 +74,30 @@ def settings_for(tmp: Path, sequences: Path, **env: str) -> Settings:
     return load_settings(None, environ)
 
 
+def write_config(tmp: Path, sequences: Path, *, smtp_port: int = 25, extra: str = "") -> Path:
+    """A TOML config for a `pulsewire serve` process of its own (ports chosen by the system,
+    shard files under tmp/data, the test templates, the harness's site), with `extra` TOML
+    appended; for tests that start the server as a separate process."""
+    path = tmp / "server.toml"
+    path.write_text(textwrap.dedent(f"""
+        [server]
+        grpc_listen = "127.0.0.1:0"
+        http_listen = "127.0.0.1:0"
+        data_dir = "{tmp / 'data'}"
+        shards = 4
+        [sequences]
+        dir = "{sequences}"
+        [templates]
+        dir = "{write_templates(tmp / 'templates')}"
+        [smtp]
+        port = {smtp_port}
+        [[sites]]
+        key = "{SITE_KEY}"
+        secret = "{SITE_SECRET}"
+    """) + textwrap.dedent(extra))
+    return path
+
+
 @asynccontextmanager
 async def server(settings: Settings, clock: Clock | None = None) -> AsyncIterator[App]:
     async with running(settings, clock=clock) as app:

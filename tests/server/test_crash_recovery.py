@@ -7,11 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import grpc
-from harness import BatchBuilder, write_sequences, write_templates
+from harness import BatchBuilder, write_config, write_sequences
 
 from server.mail.mailcatcher import MailCatcher
 from server.rpc.gen.pulsewire.v1 import ingest_pb2_grpc
@@ -27,27 +26,6 @@ QUICK_CART = """
       - send: {template: cart-reminder, vars: {discount_code: SAVE15}}
 """
 USERS = 120
-
-
-def _config(tmp: Path, smtp_port: int) -> Path:
-    path = tmp / "server.toml"
-    path.write_text(textwrap.dedent(f"""
-        [server]
-        grpc_listen = "127.0.0.1:0"
-        http_listen = "127.0.0.1:0"
-        data_dir = "{tmp / 'data'}"
-        shards = 4
-        [sequences]
-        dir = "{write_sequences(tmp / 'seq', QUICK_CART)}"
-        [templates]
-        dir = "{write_templates(tmp / 'templates')}"
-        [smtp]
-        port = {smtp_port}
-        [[sites]]
-        key = "demo"
-        secret = "test-secret"
-    """))
-    return path
 
 
 async def _start(config: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -84,7 +62,8 @@ async def _send_all(port: int, batches: dict[tuple[str, int], object],
 def test_kill_9_loses_no_acked_batch_and_sends_no_email_twice(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with MailCatcher(tmp_path / "mail", smtp_port=0, http_port=0) as catcher:
-            config = _config(tmp_path, catcher.smtp_port)
+            config = write_config(tmp_path, write_sequences(tmp_path / 'seq', QUICK_CART),
+                                  smtp_port=catcher.smtp_port)
             batches = {}
             for i in range(USERS):
                 builder = BatchBuilder(f"dev-{i:03d}")
