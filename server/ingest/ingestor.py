@@ -13,6 +13,7 @@ and named in its ack as if sent so).
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -28,7 +29,9 @@ from server.ingest.routing import link_kind, route
 from server.storage.router import device_key, shard_of
 from server.storage.shard import IngestResult, Shard, Shards
 
-__all__ = ["Delivery", "Ingestor", "ShardDelivery", "ack_of"]
+__all__ = ["REFUSED_KEY_DELAY_S", "Delivery", "Ingestor", "ShardDelivery", "ack_of"]
+
+REFUSED_KEY_DELAY_S = 2.0  # one budget token grows back in 2 s: 30 a minute, sustained
 
 
 class Delivery(Protocol):
@@ -61,16 +64,26 @@ class Ingestor:
     async def accept(self, batch: batch_pb2.Batch, peer: str = "") -> batch_pb2.Ack:
         """`peer`: the client's address, for the limit on refused site keys."""
         try:
-            if peer and not self.refused_keys.allowed(peer, self._clock.now_ms()):
-                raise RateLimited("too many refused site keys from this address: wait a minute")
             return await self._accept(batch)
-        except Unauthenticated:
-            self.refused_keys.refused(peer, self._clock.now_ms())
+        except Unauthenticated as err:
             self._on_rejected(Unauthenticated.__name__)
+            await self.refused_key(peer, err)
             raise
         except Exception as err:  # every refusal counted by reason, an internal error too
             self._on_rejected(type(err).__name__)
             raise
+
+    async def refused_key(self, peer: str, err: Exception) -> None:
+        """A peer gave an unknown site key. Past its budget (30 a minute) each further one is
+        answered only after REFUSED_KEY_DELAY_S, as RESOURCE_EXHAUSTED: guessing slows to a
+        crawl, while known keys from the same address (a proxy's other clients) go on."""
+        now = self._clock.now_ms()
+        over = bool(peer) and not self.refused_keys.allowed(peer, now)
+        self.refused_keys.refused(peer, now)
+        if over:
+            await asyncio.sleep(REFUSED_KEY_DELAY_S)
+            raise RateLimited("too many refused site keys from this address: wait a minute"
+                              ) from err
 
     def site_key_of(self, batch: batch_pb2.Batch) -> str:
         """The batch's site: its own key, or for a resumed batch its stream's ("" unknown)."""

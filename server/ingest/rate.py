@@ -34,27 +34,29 @@ class TokenBucket:
 
 
 class FailureLimit:
-    """Per peer (a client's address): at most `per_minute` refused keys or tokens a minute, in
-    bursts of as many. A peer past it is refused everything until its budget grows back, so
-    guessing a key costs a minute per `per_minute` tries and a right guess is not told apart.
-    The `peers` most recently refused are remembered."""
+    """Per peer (a client's address): refused keys or tokens fill a bucket that leaks
+    `per_minute` a minute; a peer whose bucket holds `per_minute` is over its budget, and every
+    refusal while over adds to it too, so a guesser that keeps going stays over. The `peers`
+    most recently refused are remembered."""
 
     def __init__(self, per_minute: int = 30, peers: int = 100_000) -> None:
         self._per_minute = per_minute
         self._peers = peers
-        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._filled: OrderedDict[str, tuple[float, int]] = OrderedDict()  # (level, at_ms)
+
+    def _level(self, peer: str, now_ms: int) -> float:
+        level, at_ms = self._filled.get(peer, (0.0, now_ms))
+        return max(0.0, level - max(0, now_ms - at_ms) / 60_000 * self._per_minute)
 
     def allowed(self, peer: str, now_ms: int) -> bool:
-        bucket = self._buckets.get(peer)
-        return bucket is None or bucket.available(now_ms) >= 1
+        return not peer or self._level(peer, now_ms) < self._per_minute
 
     def refused(self, peer: str, now_ms: int) -> None:
         """The peer gave a wrong key or token."""
         if not peer:
             return
-        bucket = self._buckets.pop(peer, None) or TokenBucket(self._per_minute / 60,
-                                                               self._per_minute)
-        bucket.take(1, now_ms)
-        self._buckets[peer] = bucket
-        while len(self._buckets) > self._peers:
-            self._buckets.popitem(last=False)
+        level = min(self._level(peer, now_ms) + 1, 2 * self._per_minute)
+        self._filled.pop(peer, None)
+        self._filled[peer] = (level, now_ms)
+        while len(self._filled) > self._peers:
+            self._filled.popitem(last=False)

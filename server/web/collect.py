@@ -40,7 +40,7 @@ from collector.gen.pulsewire.v1 import batch_pb2
 from collector.raw_signals import MAX_PAYLOAD_BYTES, InvalidSignals, parse_payload
 from server.clock import Clock
 from server.config import Settings
-from server.errors import InvalidBatch, PulsewireError
+from server.errors import InvalidBatch, PulsewireError, RateLimited, Unauthenticated
 from server.ingest import Ingestor, ack_of
 from server.metrics import Metrics
 from server.web.bodies import BodyTooLarge, BodyTooSlow, bounded_body
@@ -138,10 +138,6 @@ class Collect:
     async def signals(self, request: Request) -> Response:
         origin = request.headers.get("origin")
         cors = cors_headers(self.settings, origin)
-        peer, now = request.client.host if request.client else "", self._clock.now_ms()
-        if peer and not self._ingestor.refused_keys.allowed(peer, now):
-            return self._refused("refused_peer", 429, "too many refused site keys from this "
-                                                      "address: wait a minute", cors)
         try:
             payload = parse_payload(await bounded_body(request, MAX_PAYLOAD_BYTES))
         except BodyTooLarge as err:
@@ -152,7 +148,11 @@ class Collect:
             return self._refused("invalid", 400, str(err), cors)
         loads = self._loads.get(payload.site)
         if loads is None:
-            self._ingestor.refused_keys.refused(peer, now)
+            try:
+                await self._ingestor.refused_key(request.client.host if request.client else "",
+                                                 Unauthenticated("unknown site key"))
+            except RateLimited as err:
+                return self._refused("refused_peer", 429, str(err), cors)
             return self._refused("unknown_site", 401, "site: unknown site key", cors)
         if not origin_allowed(self.settings, payload.site, origin, own_origin(request)):
             return self._refused("origin", 403, "origin: not one of the site's origins", cors)
