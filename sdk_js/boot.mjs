@@ -61,6 +61,7 @@ export function boot(h) {
   const leave = () => {
     if (over) return;
     over = true;
+    h.back(1); // the page's own signals first: the loader sends them raw at once
     const batches = queue.split("\n").filter(Boolean)
       .map((line) => Uint8Array.from(atob(line), (c) => c.charCodeAt(0)));
     if (last) batches.push(last);
@@ -74,7 +75,6 @@ export function boot(h) {
       navigator.sendBeacon(h.base + "/pw/v1/beacon", new Blob(frames, { type: "text/plain" }));
     }
     worker.terminate();
-    h.back(1);
   };
 
   worker.postMessage({

@@ -107,14 +107,11 @@
       n++;
       return json;
     };
+    // At page hide a beacon, or fetch(keepalive) where the browser refuses the beacon.
     const post = (chunk, final) => {
-      if (final && N.sendBeacon) {
-        try {
-          return N.sendBeacon(endpoint, new Blob([chunk], { type: "text/plain" }));
-        } catch (e) {
-          return false; // an invalid endpoint URL
-        }
-      }
+      try {
+        if (final && N.sendBeacon(endpoint, new Blob([chunk], { type: "text/plain" }))) return 1;
+      } catch (e) { /* no sendBeacon, or an invalid endpoint URL */ }
       busy = true;
       fetch(endpoint, { method: "POST", body: chunk, keepalive: true, mode: "no-cors" }).then(
         () => { busy = false; if (out == chunk) out = null; send(); },
