@@ -63,7 +63,11 @@
     // `hist`: what a chunk made now carries as its history (the page view's signals that left
     // the buffer, without the stateless t and i); `k`: how far the page load's engaged time
     // was counted before it.
-    let buf = [], hist = [], k, n = 0, f = 0, out, busy = false, ended = false, debounce, interval;
+    // `finals`: the chunks beaconed at the page's end, beaconed once more by the visibility
+    // change that follows it (a browser closing a tab has been seen dropping the first; a chunk
+    // sent twice is applied once).
+    let buf = [], hist = [], finals = [], k, n = 0, f = 0, out, busy = false, ended = false,
+      debounce, interval;
     const record = (kind, ...args) => {
       if (ended && kind != "p") return;
       ended = kind == "x";
@@ -110,7 +114,9 @@
     // At page hide a beacon, or fetch(keepalive) where the browser refuses the beacon.
     const post = (chunk, final) => {
       try {
-        if (final && N.sendBeacon(endpoint, new Blob([chunk], { type: "text/plain" }))) return 1;
+        if (final && N.sendBeacon(endpoint, new Blob([chunk], { type: "text/plain" }))) {
+          return finals.push(chunk);
+        }
       } catch (e) { /* no sendBeacon, or an invalid endpoint URL */ }
       busy = true;
       fetch(endpoint, { method: "POST", body: chunk, keepalive: true, mode: "no-cors" }).then(
@@ -147,6 +153,7 @@
     });
     on(D, "visibilitychange", () => {
       const hidden = D.visibilityState == "hidden";
+      if (hidden && ended) finals.splice(0).forEach((chunk) => post(chunk, 1));
       record("v", hidden ? 0 : 1);
       if (hidden) goRaw();
     });
