@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import sys
 from typing import Any
@@ -16,7 +17,9 @@ import grpc
 from google.protobuf import json_format
 
 from collector.gen.pulsewire.v1 import admin_pb2
+from server.measure.table import stats_table
 from server.rpc.gen.pulsewire.v1 import admin_pb2_grpc
+from server.stats_wire import from_message
 
 __all__ = ["add_admin_arguments", "run_admin_command"]
 
@@ -26,7 +29,10 @@ def add_admin_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", default=None, help="operator token (default: from env)")
     actions = parser.add_subparsers(dest="action", required=True)
     actions.add_parser("reload", help="reload sequences and templates (all or nothing)")
-    actions.add_parser("stats", help="counters per sequence and step")
+    stats = actions.add_parser("stats", help="per sequence: counters, conversion rates, uplift "
+                               "against the holdout, split arms, steps")
+    stats.add_argument("--format", choices=("table", "json"), default="table",
+                       help="table for people (default), json for programs: numbers as numbers")
     for name, what in (("user", "show a user"), ("erase", "erase a user everywhere")):
         actions.add_parser(name, help=what).add_argument(
             "who", help="user id, email, device id or routing key")
@@ -42,6 +48,11 @@ def run_admin_command(args: argparse.Namespace) -> int:
     except grpc.aio.AioRpcError as err:
         print(f"admin {args.action}: {err.code().name}: {err.details()}", file=sys.stderr)
         return 1
+    if args.action == "stats":
+        report = from_message(reply)
+        print(json.dumps(report, indent=2) if args.format == "json" else stats_table(report),
+              end="\n" if args.format == "json" else "")
+        return 0
     print(json_format.MessageToJson(reply, always_print_fields_with_no_presence=True,
                                     preserving_proto_field_name=True))
     return 0

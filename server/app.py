@@ -105,7 +105,11 @@ class App:
     def swap_sequences(self, sequence_set: SequenceSet) -> None:
         """Put a whole new, valid set in force (the caller validated it)."""
         self.sequence_set = sequence_set
-        self.engine = Engine(compile_rules(sequence_set))
+        self.engine = engine_for(self.settings, sequence_set)
+
+
+def engine_for(settings: Settings, sequence_set: SequenceSet) -> Engine:
+    return Engine(compile_rules(sequence_set), global_holdout=settings.holdout.global_fraction)
 
 
 def link_secret(configured: str, data_dir: Path) -> bytes:
@@ -144,7 +148,7 @@ def load_sequences(settings: Settings) -> SequenceSet:
 async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIterator[App]:
     clock = clock or SystemClock()
     sequence_set = load_sequences(settings)
-    app = App(settings, clock, [], sequence_set, Engine(compile_rules(sequence_set)))
+    app = App(settings, clock, [], sequence_set, engine_for(settings, sequence_set))
     async with AsyncExitStack() as stack:
         data_dir = Path(settings.server.data_dir)
 
@@ -167,7 +171,7 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
         metrics.watch_queues(lambda: [(s.index, s.queue_depth) for s in app.shards])
         metrics.resumed_streams.set_function(lambda: len(ingestor.resumed))
         admin = OperatorActions(app.shards, mode.reach, app.reload, clock.now_ms,
-                                lambda: app.engine.rules.descriptions)
+                                lambda: app.engine.rules)
         app.ingestor = ingestor
         app.grpc_port = await _start_grpc(stack, settings, ingestor, admin)
         app.signer = LinkSigner(link_secret(settings.server.link_secret, data_dir))

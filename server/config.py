@@ -133,6 +133,14 @@ class ClusterSettings:
 
 
 @dataclass(frozen=True)
+class HoldoutSettings:
+    """`[holdout] global = "5%"` (or 0.05): the share of users the site keeps out of every
+    sequence's email, drawn stably per user, to measure the programme as a whole."""
+
+    global_fraction: float = 0.0
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = ServerSettings()
     sequences: SequenceSettings = SequenceSettings()
@@ -142,6 +150,7 @@ class Settings:
     dispatch: DispatchSettings = DispatchSettings()
     web: WebSettings = WebSettings()
     cluster: ClusterSettings = ClusterSettings()
+    holdout: HoldoutSettings = HoldoutSettings()
     sites: tuple[SiteSettings, ...] = ()
 
     def site(self, key: str) -> SiteSettings | None:
@@ -187,6 +196,9 @@ def _build(raw: Mapping[str, Any]) -> Settings:
             continue
         if not isinstance(values, Mapping):
             raise ConfigError(f"[{section}] must be a table")
+        if section == "holdout":
+            settings = replace(settings, holdout=_holdout(values))
+            continue
         if section == "cluster" and "owners" in values:
             values = dict(values)
             settings = replace(settings, cluster=replace(
@@ -199,6 +211,26 @@ def _build(raw: Mapping[str, Any]) -> Settings:
     if settings.server.link_secret and len(settings.server.link_secret.encode()) < 16:
         raise ConfigError("server.link_secret must be at least 16 bytes")
     return settings
+
+
+def _holdout(values: Mapping[str, Any]) -> HoldoutSettings:
+    unknown = set(values) - {"global"}
+    if unknown:
+        raise ConfigError(f"unknown key holdout.{sorted(unknown)[0]}")
+    raw = values.get("global", 0.0)
+    try:
+        if isinstance(raw, str) and raw.strip().endswith("%"):
+            fraction = float(raw.strip()[:-1]) / 100
+        elif isinstance(raw, int | float) and not isinstance(raw, bool):
+            fraction = float(raw)
+        else:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"holdout.global: expected a share like \"5%\" or 0.05, got "
+                          f"{raw!r}") from None
+    if not 0.0 <= fraction < 1.0:
+        raise ConfigError(f"holdout.global: must be at least 0% and below 100%, got {raw!r}")
+    return HoldoutSettings(fraction)
 
 
 def _owners(raw: Any) -> tuple[tuple[str, tuple[int, ...]], ...]:

@@ -1,5 +1,6 @@
 """What an operator's calls do (the Admin service, server/rpc/admin.py, is their gRPC face):
-look a user up, suppress or lift an address, erase a user, read the counters, reload.
+look a user up, suppress or lift an address, erase a user, read the counters and what they say
+of each sequence (server/measure/), reload.
 
 Suppress and erase change every shard. `ShardOperations` does them on the shards at hand: in
 one process that is all of them (it is the mode's `OperatorReach`); in the distributed mode the
@@ -9,24 +10,34 @@ call goes through the log to every shard's owner (server/cluster/), which does i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Protocol
 
 from collector.gen.pulsewire.v1 import admin_pb2
-from server.engine import Event, decode_state
+from server.engine import Event, Rules, decode_state
+from server.measure.report import report
+from server.stats_wire import to_message
 from server.storage.router import keys_for, shard_of
 from server.storage.shard import Shard, Shards, UserRow
 
-__all__ = ["OperatorActions", "OperatorReach", "ShardOperations", "find_users"]
+__all__ = ["Counters", "OperatorActions", "OperatorReach", "ShardOperations", "find_users",
+           "sum_counters"]
+
+
+Counters = dict[tuple[str, int, str], int]  # (sequence, step, counter) -> n, over shards
 
 
 class OperatorReach(Protocol):
-    """How an operator's change reaches the shards."""
+    """How an operator's call reaches the shards."""
 
     async def suppress(self, address: str, suppressed: bool) -> None: ...
 
     async def erase(self, who: str) -> int:
         """Rows removed (0 where the shards' owners do it later)."""
+        ...
+
+    async def counters(self) -> Counters:
+        """Every shard's stats counters, summed: all shards, not only those held here."""
         ...
 
 
@@ -64,18 +75,29 @@ class ShardOperations:
         emails = [user.email for _, user in found if user.email] + ([who] if "@" in who else [])
         return sum([await shard.erase(keys, emails) for shard in self._shards])
 
+    async def counters(self) -> Counters:
+        return await sum_counters(self._shards)
+
+
+async def sum_counters(shards: Shards) -> Counters:
+    totals: Counters = {}
+    for shard in shards:
+        for sequence, step, counter, n in await shard.stats():
+            totals[(sequence, step, counter)] = totals.get((sequence, step, counter), 0) + n
+    return totals
+
 
 class OperatorActions:
     """The operator's calls, given the running app's pieces."""
 
     def __init__(self, shards: Shards, reach: OperatorReach,
                  reload: Callable[[], list[str]], now_ms: Callable[[], int],
-                 signal_names: Callable[[], Mapping[str, str]] = dict) -> None:
+                 rules: Callable[[], Rules]) -> None:
         self.shards = shards
         self.reach = reach
         self.reload = reload
         self.now_ms = now_ms
-        self.signal_names = signal_names  # tracker id -> description, of the running set
+        self.rules = rules  # of the running set
 
     async def user_view(self, who: str) -> admin_pb2.UserView:
         found = await find_users(self.shards, who)
@@ -87,7 +109,7 @@ class OperatorActions:
                                   email_verified=user.verified, timezone=user.timezone or "",
                                   suppressed=engine_state.block in ("unsubscribed", "bounced"))
         view.devices.extend(await shard.devices_of(user.key))
-        names = self.signal_names()
+        names = self.rules().descriptions
         for tracker, stamps in sorted(engine_state.signals.items()):
             view.aggregates.add(signal=names.get(tracker, f"signal {tracker} (no longer loaded)"),
                                 at_ms=stamps)
@@ -107,22 +129,5 @@ class OperatorActions:
         return await self.reach.erase(who)
 
     async def stats(self) -> admin_pb2.StatsResponse:
-        totals: dict[tuple[str, int, str], int] = {}
-        for shard in self.shards:
-            for sequence, step, counter, n in await shard.stats():
-                totals[(sequence, step, counter)] = totals.get((sequence, step, counter), 0) + n
-        response = admin_pb2.StatsResponse()
-        for sequence in sorted({s for s, _, _ in totals}):
-            entry = response.sequences.add(sequence=sequence,
-                                           entered=totals.get((sequence, -1, "entered"), 0),
-                                           exited=totals.get((sequence, -1, "exited"), 0))
-            for step in sorted({st for s, st, _ in totals if s == sequence and st >= 0}):
-                counts = {c: n for (s, st, c), n in totals.items() if s == sequence and st == step}
-                row = entry.steps.add(step=step, sent=counts.get("sent", 0),
-                                      opened=counts.get("opened", 0),
-                                      clicked=counts.get("clicked", 0),
-                                      converted=counts.get("converted", 0))
-                for counter, n in counts.items():
-                    if counter.startswith("suppressed:"):
-                        row.suppressed[counter.split(":", 1)[1]] = n
-        return response
+        """Every sequence's counters, rates and comparisons (server/measure/report.py)."""
+        return to_message(report(await self.reach.counters(), self.rules()))

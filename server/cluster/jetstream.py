@@ -6,6 +6,8 @@
            `node.<id>` = a live node, both kept alive by updates and gone after `lease_ttl_s`;
   sent     key-value bucket `<stream>-sent`: one key per email handed to SMTP, so a node that
            takes over a shard never sends what its last holder sent;
+  stats    key-value bucket `<stream>-stats`: `shard.<n>` = shard n's stats counters as its
+           holder last shared them, kept with no TTL (server/cluster/shared_counters.py);
   snapshots  object store `<stream>-snapshots`: the latest copy of each shard file.
 
 The connection reconnects forever; a publish while NATS is out of reach fails with
@@ -54,6 +56,7 @@ class JetStreamLog:
     js: JetStreamContext
     leases: KeyValue
     sent: KeyValue
+    stats: KeyValue
     snapshots: ObjectStore
     outages: _Outages
     _made: int = 0  # consumers made by this process
@@ -77,8 +80,10 @@ class JetStreamLog:
             replicas=settings.replicas))
         sent = await js.create_key_value(KeyValueConfig(
             bucket=f"{name}-sent", ttl=SENT_KEEP_S, history=1, replicas=settings.replicas))
+        stats = await js.create_key_value(KeyValueConfig(
+            bucket=f"{name}-stats", history=1, replicas=settings.replicas))
         snapshots = await js.create_object_store(f"{name}-snapshots")
-        return cls(settings, nc, js, leases, sent, snapshots, outages)
+        return cls(settings, nc, js, leases, sent, stats, snapshots, outages)
 
     async def close(self) -> None:
         self.outages.closing = True

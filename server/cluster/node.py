@@ -6,6 +6,8 @@ lost is dropped at once: its owner stops, its file closes), then looks at each s
   - with failover on, a shard whose preferred node is gone (no presence) and whose lease lapsed
     it takes too, once it has been up a whole TTL (so a peer starting beside it is not raced);
   - a shard it holds for a node that is back it hands back: stop, snapshot, give up the lease.
+Every tick too it shares the counters of the shards it holds that changed (and once more as it
+hands one back), so any node answers Stats for every shard (server/cluster/shared_counters.py).
 Taking a shard: the latest snapshot if it is further along than the local file, open with
 timers held, replay the subject from the file's position, then timers run.
 """
@@ -13,9 +15,10 @@ timers held, replay the subject from the file's position, then timers run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -25,6 +28,8 @@ from server.cluster.leases import Leases
 from server.cluster.owner import ShardOwner
 from server.cluster.publish import LogDelivery, LogReach, publish_events
 from server.cluster.send_claims import SendClaims
+from server.cluster.shard_table import ShardTable
+from server.cluster.shared_counters import SharedCounters
 from server.cluster.snapshots import Snapshots
 from server.config import Settings
 from server.engine import Event
@@ -33,42 +38,12 @@ from server.metrics import Metrics
 from server.storage.shard import Shard
 from server.storage.statements import file_log_position
 
-__all__ = ["Cluster", "ClusterNode", "ShardTable", "cluster_node"]
+__all__ = ["Cluster", "ClusterNode", "cluster_node"]
 
 log = logging.getLogger("pulsewire.cluster")
 TICK = 0.1  # of the lease TTL
 WATERMARK_EVERY_S = 0.1
 TIMER_MARGIN_MS = 100  # publish latency and clock skew between nodes
-
-
-class ShardTable:
-    """The shards held here, by number. `len()` is the cluster's shard count (what routing
-    divides by); iterating gives only the shards this process holds now."""
-
-    def __init__(self, count: int) -> None:
-        self.count = count
-        self._held: dict[int, Shard] = {}
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __iter__(self) -> Iterator[Shard]:
-        return iter([self._held[i] for i in sorted(self._held)])
-
-    def __getitem__(self, index: int) -> Shard:
-        try:
-            return self._held[index]
-        except KeyError:
-            raise ShardClosed(f"shard {index} is not held by this node") from None
-
-    def __contains__(self, index: object) -> bool:
-        return index in self._held
-
-    def hold(self, shard: Shard) -> None:
-        self._held[shard.index] = shard
-
-    def drop(self, index: int) -> None:
-        self._held.pop(index, None)
 
 
 class ClusterNode:
@@ -86,6 +61,7 @@ class ClusterNode:
         self._owners: dict[int, ShardOwner] = {}
         self._leases = Leases(log_.leases, self.node)
         self._snapshots = Snapshots(log_.snapshots)
+        self._counters = SharedCounters(log_.stats, refresh_s=self._cluster.lease_ttl_s)
         self._saved: dict[int, int] = {}  # shard -> position of the last snapshot saved here
         self._up_since = 0.0
         self._tasks: list[asyncio.Task[None]] = []
@@ -109,6 +85,8 @@ class ClusterNode:
                                 name="cluster-snapshots"),
             asyncio.create_task(self._every(WATERMARK_EVERY_S, self._share_watermarks),
                                 name="cluster-watermarks"),
+            asyncio.create_task(self._every(self.tick_s, self._share_counters),
+                                name="cluster-counters"),
         ]
 
     async def stop(self) -> None:
@@ -168,6 +146,11 @@ class ClusterNode:
         for owner in list(self._owners.values()):
             owner.offer(read_ms, floor)
 
+    async def _share_counters(self) -> None:
+        for owner in list(self._owners.values()):
+            with contextlib.suppress(ShardClosed):  # dropped meanwhile
+                await self._counters.share(owner.shard)
+
     async def _place(self) -> None:
         count = self._settings.server.shards
         nodes = [node for node, _ in self._cluster.owners]
@@ -223,18 +206,26 @@ class ClusterNode:
             log.warning("cluster: %s shard %d caught up at log position %d", self.node, index,
                         self._owners[index].applied)
 
-    async def _drop(self, index: int) -> None:
+    async def _drop(self, index: int, *, share: bool = False) -> None:
+        """Stop and close the shard; `share`: put its counters a last time before it closes."""
         owner = self._owners.pop(index, None)
         if owner is None:  # dropped already (a lapsed lease and a hand-back can cross)
             return
         self.shards.drop(index)
         self.caught_up.discard(index)
         await owner.stop()
+        if share:
+            try:
+                await self._counters.share(owner.shard, always=True)
+            except Unavailable as err:  # the next holder shares them once it has the shard
+                log.warning("cluster: shard %d: %s", index, err)
+        self._counters.forget(index)
         await owner.shard.close()
 
     async def _release(self, index: int) -> None:
-        """Stop, leave a snapshot for the next holder, then give up the lease."""
-        await self._drop(index)
+        """Stop, share its counters and leave a snapshot for the next holder, then give up
+        the lease."""
+        await self._drop(index, share=True)
         try:
             await self._save(index)
         finally:
@@ -276,7 +267,7 @@ class Cluster(ClusterNode):
         super().__init__(settings, log_, clock, open_shard, path_of)
         self.delivery = LogDelivery(log_, settings.server.shards)
         self.claims = SendClaims(log_.sent, settings.cluster.node)
-        self.reach = LogReach(log_, settings.server.shards, clock.now_ms)
+        self.reach = LogReach(log_, self.shards, self._counters, clock.now_ms)
 
     async def apply_events(self, user_key: str, events: Iterable[Event], device: str = "",
                            seq: int = 0) -> None:

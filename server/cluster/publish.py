@@ -1,6 +1,7 @@
 """Ingest in the distributed mode: any node takes a batch, checks it exactly as the embedded
 server does (site key, limits, decoding, bots, rate), and publishes it to its device's shard;
-the client's ack waits for JetStream's. The shard's owner, wherever it runs, applies it."""
+the client's ack waits for JetStream's. The shard's owner, wherever it runs, applies it. An
+operator's call reaches every shard the same way (`LogReach`)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ from collections.abc import Callable, Iterable
 from collector.gen.pulsewire.v1 import batch_pb2
 from server.cluster.entries import ANON, CLAIM, OP, USER, LogEntry
 from server.cluster.jetstream import JetStreamLog
+from server.cluster.shard_table import ShardTable
+from server.cluster.shared_counters import CounterRows, SharedCounters
 from server.engine import Event
+from server.errors import Unavailable
 from server.ingest import DecodedBatch
+from server.operator_actions import Counters
 from server.storage.router import device_key as device_key_of
 from server.storage.router import shard_of
 from server.storage.shard import IngestResult
@@ -38,11 +43,16 @@ class LogDelivery:
 
 class LogReach:
     """The distributed mode's `OperatorReach`: an erase or suppress goes onto every shard's
-    log, and returns once durable, before it is applied (erase reports 0 rows)."""
+    log, and returns once durable, before it is applied (erase reports 0 rows). The counters
+    are every shard's: those held here read live, the others as their holders last shared
+    them (server/cluster/shared_counters.py)."""
 
-    def __init__(self, log: JetStreamLog, shard_count: int, now_ms: Callable[[], int]) -> None:
+    def __init__(self, log: JetStreamLog, held: ShardTable, shared: SharedCounters,
+                 now_ms: Callable[[], int]) -> None:
         self._log = log
-        self._count = shard_count
+        self._count = len(held)
+        self._held = held
+        self._shared = shared
         self._now_ms = now_ms
 
     async def suppress(self, address: str, suppressed: bool) -> None:
@@ -52,6 +62,28 @@ class LogReach:
     async def erase(self, who: str) -> int:
         await publish_op(self._log, self._count, "erase", who, at_ms=self._now_ms())
         return 0
+
+    async def counters(self) -> Counters:
+        """Each shard counted once: live if held here, else from the bucket (a shard never
+        shared counts nothing). Raises Unavailable when the bucket is out of reach."""
+        rows: dict[int, CounterRows] = {}
+        for shard in self._held:
+            try:
+                rows[shard.index] = await shard.stats()
+            except Exception:
+                if shard.index in self._held:
+                    raise
+                # handed back while read: its last counters were shared on the way out
+        elsewhere = [index for index in range(self._count) if index not in rows]
+        if elsewhere and not self._log.nc.is_connected:
+            raise Unavailable("NATS is out of reach, so are the counters of the shards held"
+                              " elsewhere; retry")
+        rows |= await self._shared.read(elsewhere)
+        totals: Counters = {}
+        for shard_rows in rows.values():
+            for sequence, step, counter, n in shard_rows:
+                totals[(sequence, step, counter)] = totals.get((sequence, step, counter), 0) + n
+        return totals
 
 
 async def publish_events(log: JetStreamLog, shard_count: int, user_key: str,

@@ -7,22 +7,26 @@
     wake_at = engine.next_deadline(state)
 """
 
-from server.engine.actions import Action, Entered, Exited, Send, Suppressed
+from server.engine.actions import Action, Assigned, Converted, Entered, Exited, Send, Suppressed
 from server.engine.compiling import compile_rules
 from server.engine.engine import MAX_CHAIN, Engine
 from server.engine.events import ENGINE_EVENTS, Event, PropValue
 from server.engine.matching import key_text
 from server.engine.rules import Rules
-from server.engine.state import Instance, UserState, decode_state, encode_state
+from server.engine.state import TREATED, GoalWatch, Instance, UserState, decode_state, encode_state
 
 __all__ = [
     "ENGINE_EVENTS",
     "MAX_CHAIN",
+    "TREATED",
     "Action",
+    "Assigned",
+    "Converted",
     "Engine",
     "Entered",
     "Event",
     "Exited",
+    "GoalWatch",
     "Instance",
     "PropValue",
     "Rules",

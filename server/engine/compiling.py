@@ -12,22 +12,27 @@ from typing import Any
 
 from server.engine.matching import compile_where
 from server.engine.rules import (
+    CLICK_EVENT,
     DEFAULT_TIMEOUT_EMITS,
     EXIT,
     MAILABILITY_EVENTS,
     NEXT,
     USER_KEY,
+    ArmRule,
     BranchRule,
     CapRule,
     ConditionRule,
     EventPlan,
     ExitRule,
     ExitStepRule,
+    GoalRule,
+    JumpRule,
     Rules,
     SegmentRules,
     SendRule,
     SequenceRules,
     SignalRule,
+    SplitRule,
     StepRule,
     Tracker,
     WaitForRule,
@@ -46,6 +51,7 @@ from server.sequences.model import (
     Sequence,
     SequenceSet,
     Signal,
+    SplitStep,
     WaitForStep,
     WaitStep,
 )
@@ -144,7 +150,8 @@ def compile_rules(sequence_set: SequenceSet) -> Rules:
         if seq.inactivity:
             add(seq.inactivity[2], "arms", seq)
             add(seq.inactivity[0], "cancels", seq)
-    for event in MAILABILITY_EVENTS:
+        add(seq.goal.event, "goals", seq.id)
+    for event in (*MAILABILITY_EVENTS, CLICK_EVENT):
         parts.setdefault(event, {})
     plans = {
         event: EventPlan(
@@ -158,6 +165,8 @@ def compile_rules(sequence_set: SequenceSet) -> Rules:
             arms=tuple(found.get("arms", ())),
             cancels=tuple(found.get("cancels", ())),
             mailability=event in MAILABILITY_EVENTS,
+            goals=frozenset(found.get("goals", ())),
+            clicks=event == CLICK_EVENT and bool(sequences),
         )
         for event, found in parts.items()
     }
@@ -184,30 +193,9 @@ def _group(items: list[Any], keys: Any) -> dict[str, tuple[Any, ...]]:
 def _compile_sequence(seq: Sequence, table: _TrackerTable,
                       caps: tuple[CapRule, ...]) -> SequenceRules:
     entry = seq.entry
-    names = {step.name: i for i, step in enumerate(seq.steps) if step.name is not None}
     entry_event = entry.event if isinstance(entry, EventEntry) else None
-
-    def target(i: int, label: str) -> int:
-        return {"next": NEXT, "exit": EXIT}.get(label, names.get(label, NEXT))
-
-    steps: list[StepRule] = []
-    for i, step in enumerate(seq.steps):
-        if isinstance(step, SendStep):
-            steps.append(SendRule(step.send.template, dict(step.send.vars)))
-        elif isinstance(step, WaitStep):
-            steps.append(WaitRule(step.wait))
-        elif isinstance(step, WaitForStep):
-            wf = step.wait_for
-            emit = wf.emit if "emit" in wf.model_fields_set else DEFAULT_TIMEOUT_EMITS.get(
-                entry_event or "")
-            steps.append(WaitForRule(wf.event, compile_where(wf.where), wf.timeout,
-                                     wf.match_key and seq.key != USER_KEY,
-                                     target(i, step.on_event), target(i, step.on_timeout), emit))
-        elif isinstance(step, BranchStep):
-            steps.append(BranchRule(_conditions(step.branch.if_, table),
-                                    target(i, step.branch.then), target(i, step.branch.else_)))
-        elif isinstance(step, ExitStep):
-            steps.append(ExitStepRule())
+    steps = _compile_steps(seq, table, entry_event)
+    split_at = next((i for i, step in enumerate(steps) if isinstance(step, SplitRule)), -1)
     group = seq.group or ""
     return SequenceRules(
         id=seq.id,
@@ -226,7 +214,59 @@ def _compile_sequence(seq: Sequence, table: _TrackerTable,
         caps=tuple(c for c in caps if c.group == "*" or (group and c.group == group)),
         quiet_hours=seq.quiet_hours,
         holdout=seq.holdout,
+        goal=GoalRule(seq.goal.event, compile_where(seq.goal.where), seq.goal.within,
+                      seq.goal.match_key and seq.key != USER_KEY),
+        exit_on_goal=seq.exit_on_goal,
+        split_at=split_at,
     )
+
+
+def _compile_steps(seq: Sequence, table: _TrackerTable,
+                   entry_event: str | None) -> list[StepRule]:
+    """The steps in the engine's flat order (server/sequences/steps.py), with a jump closing
+    each arm of a split but the last, which runs on into the step after the split."""
+    order: list[Any] = []  # each a model step, or ("jump", the index of the split it closes)
+    arms: dict[int, list[tuple[str, float, int, int]]] = {}  # split index -> its arms
+    for step in seq.steps:
+        order.append(step)
+        if isinstance(step, SplitStep):
+            at, placed = len(order) - 1, arms.setdefault(len(order) - 1, [])
+            for j, arm in enumerate(step.split.arms):
+                start = len(order)
+                order.extend(arm.steps)
+                if j < len(step.split.arms) - 1:
+                    order.append(("jump", at))
+                placed.append((arm.name, arm.weight, start, len(order)))
+    names = {step.name: i for i, step in enumerate(order)
+             if not isinstance(step, tuple) and step.name is not None}
+    after = {at: placed[-1][3] for at, placed in arms.items()}
+
+    def target(label: str) -> int:
+        return {"next": NEXT, "exit": EXIT}.get(label, names.get(label, NEXT))
+
+    out: list[StepRule] = []
+    for i, step in enumerate(order):
+        if isinstance(step, tuple):
+            out.append(JumpRule(after[step[1]]))
+        elif isinstance(step, SendStep):
+            out.append(SendRule(step.send.template, dict(step.send.vars)))
+        elif isinstance(step, WaitStep):
+            out.append(WaitRule(step.wait))
+        elif isinstance(step, WaitForStep):
+            wf = step.wait_for
+            emit = wf.emit if "emit" in wf.model_fields_set else DEFAULT_TIMEOUT_EMITS.get(
+                entry_event or "")
+            out.append(WaitForRule(wf.event, compile_where(wf.where), wf.timeout,
+                                   wf.match_key and seq.key != USER_KEY,
+                                   target(step.on_event), target(step.on_timeout), emit))
+        elif isinstance(step, BranchStep):
+            out.append(BranchRule(_conditions(step.branch.if_, table),
+                                  target(step.branch.then), target(step.branch.else_)))
+        elif isinstance(step, SplitStep):
+            out.append(SplitRule(tuple(ArmRule(*arm) for arm in arms[i])))
+        elif isinstance(step, ExitStep):
+            out.append(ExitStepRule())
+    return out
 
 
 def _conditions(conds: list[Any], table: _TrackerTable) -> tuple[ConditionRule, ...]:

@@ -7,8 +7,9 @@ timers due up to and including `now_ms`, and asks `next_deadline(state)` when to
 Both mutate `state` in place and return the actions decided, in order.
 
 Applying an event, in this order: the user's time zone and mailability; segment membership
-before the event; signal trackers; inactivity timers; exit_on (ends instances at once);
-wait_for listeners; then entries (an event entry, or a segment the user just joined). Events the
+before the event; signal trackers; inactivity timers; clicks and goals (goals.py); exit_on
+(ends instances at once); wait_for listeners; then entries (an event entry, or a segment the
+user just joined). Events the
 engine emits itself (email_sent after a send, cart_abandonment when a cart wait_for times out)
 are applied right after what caused them, at the same instant, up to a chain depth of
 MAX_CHAIN, so a set of sequences that trigger each other cannot loop.
@@ -19,13 +20,16 @@ an exit_on do to an instance waiting at a step is looked up there (`_follow` doe
 
 from __future__ import annotations
 
-from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
-from server.engine.actions import Action, Entered, Exited, Send, Suppressed
-from server.engine.conditions import all_hold, segment_vars
+from server.engine.actions import Action, Assigned, Converted, Entered, Exited, Send, Suppressed
+from server.engine.assignment import cohort_of, pick_arm
+from server.engine.conditions import all_hold, segment_vars, track
 from server.engine.events import Event
+from server.engine.goals import note_click, note_sent, open_goal, reached_goals, watch_of
+from server.engine.housekeeping import compact, instance_order, merge_states
 from server.engine.instance_states import Happening, Outcome, outcome_of
 from server.engine.mailing import note_mailability, note_send, suppression
 from server.engine.matching import key_text
@@ -36,10 +40,11 @@ from server.engine.rules import (
     USER_KEY,
     BranchRule,
     EventPlan,
+    JumpRule,
     Rules,
-    SegmentRules,
     SendRule,
     SequenceRules,
+    SplitRule,
     StepRule,
     WaitForRule,
     WaitRule,
@@ -64,13 +69,16 @@ class _Pass:
 
 
 class Engine:
-    __slots__ = ("rules", "unknown_users_mailable")
+    __slots__ = ("global_holdout", "rules", "unknown_users_mailable")
 
-    def __init__(self, rules: Rules, *, unknown_users_mailable: bool = False) -> None:
+    def __init__(self, rules: Rules, *, unknown_users_mailable: bool = False,
+                 global_holdout: float = 0.0) -> None:
         """`unknown_users_mailable`: mail users who never identified with a verified email
-        (backtests assume so; a live server must not)."""
+        (backtests assume so; a live server must not). `global_holdout`: the share of users the
+        site keeps out of every sequence's email (assignment.py)."""
         self.rules = rules
         self.unknown_users_mailable = unknown_users_mailable
+        self.global_holdout = global_holdout
 
     # ---- the API ------------------------------------------------------------------------------
 
@@ -86,7 +94,7 @@ class Engine:
             if event.tz:  # with the signals, the only thing such an event can change
                 state.tz = event.tz
             if plan is not None and plan.trackers:
-                self._track(state, plan, event.props, event.at_ms)
+                track(state, plan, event.props, event.at_ms)
             return []
         p = _Pass(state)
         if due is not None and due < event.at_ms:
@@ -99,29 +107,13 @@ class Engine:
     def advance(self, state: UserState, now_ms: int) -> list[Action]:
         p = _Pass(state)
         self._fire_due(p, now_ms, inclusive=True)
-        self._compact(state, now_ms)
+        compact(self.rules, state, now_ms)
         return p.out
 
     def merge(self, into: UserState, other: UserState) -> None:
-        """Fold an anonymous device's state into the user it turned out to be. Idempotent:
-        merging the same state twice changes nothing more than merging it once (timestamps
-        are merged as multisets taking the larger count, so events at one instant survive)."""
-        for tracker_id, stamps in other.signals.items():
-            merged = sorted((Counter(into.signals.get(tracker_id, [])) | Counter(stamps))
-                            .elements())
-            keep = self.rules.keeps.get(tracker_id, len(merged))
-            into.signals[tracker_id] = merged[-keep:] if keep else []
-        running = {(i.sequence, i.key) for i in into.instances}
-        for inst in other.instances:
-            if (inst.sequence, inst.key) not in running:
-                into.instances.append(inst)
-        into.instances.sort(key=_instance_order)
-        for ended_key, ended in other.ended_ms.items():
-            into.ended_ms[ended_key] = max(ended, into.ended_ms.get(ended_key, ended))
-        into.sends = sorted((Counter(into.sends) | Counter(other.sends)).elements())
-        for seq_id, due in other.inactive_due_ms.items():
-            into.inactive_due_ms.setdefault(seq_id, due)
-        into.tz = into.tz or other.tz
+        """Fold an anonymous device's state into the user it turned out to be (idempotent:
+        housekeeping.py)."""
+        merge_states(self.rules, into, other)
 
     def next_deadline(self, state: UserState) -> int | None:
         best = min(state.inactive_due_ms.values()) if state.inactive_due_ms else None
@@ -220,12 +212,17 @@ class Engine:
         props = ev.props
         if plan.mailability:
             note_mailability(state, ev)
-        joined = self._track(state, plan, props, t) if plan.trackers else ()
+        joined = track(state, plan, props, t) if plan.trackers else ()
         for seq in plan.arms:
             assert seq.inactivity is not None
             state.inactive_due_ms[seq.id] = t + seq.inactivity[1]
         for seq in plan.cancels:
             state.inactive_due_ms.pop(seq.id, None)
+        if state.goals:
+            if plan.clicks:
+                note_click(state, self.rules, ev)
+            if plan.goals:
+                self._goals(p, ev, plan.goals)
         if state.instances:
             if plan.exits:
                 self._exit_on(p, ev, plan.exits)
@@ -242,26 +239,15 @@ class Engine:
             for seq in self.rules.entries_by_segment[seg.name]:
                 self._try_enter(p, seq, "", seg.vars, t)
 
-    @staticmethod
-    def _track(state: UserState, plan: EventPlan, props: Mapping[str, Any],
-               t: int) -> Sequence[SegmentRules]:
-        """Record the event in the signals it matches; return the segments the user joins by it.
-
-        Only signals change segment membership, and only the segments a matching tracker feeds
-        can change, so membership is read only when such a tracker matches: before its first
-        timestamp goes in (trackers of other segments cannot change it), and after the last."""
-        signals = state.signals
-        watched = plan.watched
-        rising: list[SegmentRules] | None = None
-        for tracker in plan.trackers:
-            if not tracker.match(props):
-                continue
-            if rising is None and tracker.id in watched:
-                rising = [seg for seg in plan.segments if not seg.holds(signals, t)]
-            tracker.record(signals, t)
-        if not rising:
-            return ()
-        return [seg for seg in rising if seg.holds(signals, t)]
+    def _goals(self, p: _Pass, ev: Event, sequence_ids: frozenset[str]) -> None:
+        for watch in reached_goals(p.state, self.rules, ev, sequence_ids):
+            p.out.append(Converted(watch.sequence, watch.key, ev.at_ms, watch.entered_ms,
+                                   watch.cohort, watch.arm, watch.sent, watch.clicked,
+                                   watch.first_sent_ms))
+            ended = [i for i in p.state.instances if (i.sequence, i.key, i.started_ms) == (
+                watch.sequence, watch.key, watch.entered_ms)]
+            if ended and self.rules.sequences[watch.sequence].exit_on_goal:
+                self._end(p, ended[0], ev.at_ms, "goal")
 
     def _matches_key(self, seq: SequenceRules, match_key: bool, inst: Instance,
                      props: Mapping[str, Any]) -> bool:
@@ -304,11 +290,13 @@ class Engine:
             if t < ended + seq.cooldown_ms:
                 return
             del state.ended_ms[ended_key]
-        inst = Instance(seq.id, key, 0, t, None, dict(props))
+        cohort = cohort_of(seq, state.user, self.global_holdout)
+        inst = Instance(seq.id, key, 0, t, None, dict(props), cohort)
         state.instances.append(inst)
         if len(state.instances) > 1:
-            state.instances.sort(key=_instance_order)
-        p.out.append(Entered(seq.id, key, t))
+            state.instances.sort(key=instance_order)
+        open_goal(state, seq, inst)
+        p.out.append(Entered(seq.id, key, t, cohort))
         self._run(p, seq, inst, t)
 
     def _end(self, p: _Pass, inst: Instance, t: int, reason: str) -> None:
@@ -347,9 +335,21 @@ class Engine:
                     self._end(p, inst, t, "exit")
                     return
                 inst.step = inst.step + 1 if target == NEXT else target
+            elif isinstance(step, SplitRule):
+                self._split(p, seq, inst, step, t)
+            elif isinstance(step, JumpRule):
+                inst.step = step.target
             else:
                 self._end(p, inst, t, "exit")
                 return
+
+    def _split(self, p: _Pass, seq: SequenceRules, inst: Instance, step: SplitRule,
+               t: int) -> None:
+        arm = pick_arm(step, p.state.user, seq.id, inst.step)
+        inst.arm, inst.step = arm.name, arm.start
+        if (watch := watch_of(p.state, inst)) is not None:
+            watch.arm = arm.name
+        p.out.append(Assigned(seq.id, inst.key, t, arm.name, inst.cohort))
 
     # ---- sending ------------------------------------------------------------------------------
 
@@ -362,7 +362,9 @@ class Engine:
             if until is not None:
                 inst.due_ms = until
                 return False
-        reason = suppression(state, seq, t, self.unknown_users_mailable)
+        if not inst.cohort:  # an instance from before cohorts were drawn at entry
+            inst.cohort = cohort_of(seq, state.user, self.global_holdout)
+        reason = suppression(state, seq, inst.cohort, t, self.unknown_users_mailable)
         if reason is not None:
             p.out.append(Suppressed(seq.id, inst.key, inst.step, step.template, t, reason))
             return True
@@ -370,28 +372,9 @@ class Engine:
         p.out.append(Send(seq.id, inst.key, inst.step, step.template, variables, t,
                           f"{state.user}/{inst.id}/{inst.step}"))
         note_send(state, t, seq.group, self.rules.longest_cap_ms)
+        note_sent(state, inst, inst.step, step.template, t)
         self._emit(p, Event("email_sent", t, {"sequence": seq.id, "template": step.template}))
         return True
-
-    # ---- housekeeping -------------------------------------------------------------------------
-
-    def _compact(self, state: UserState, now: int) -> None:
-        """Forget what no rule can use any more, so stored state stays small."""
-        for ended_key, ended in list(state.ended_ms.items()):
-            seq = self.rules.sequences.get(ended_key.split("/", 1)[0])
-            if seq is None or now >= ended + seq.cooldown_ms:
-                del state.ended_ms[ended_key]
-        for tracker_id, stamps in list(state.signals.items()):
-            horizon = self.rules.horizons_ms.get(tracker_id)
-            if horizon is None or not stamps or stamps[-1] <= now - horizon:
-                del state.signals[tracker_id]
-        for seq_id in [s for s in state.inactive_due_ms if s not in self.rules.sequences]:
-            del state.inactive_due_ms[seq_id]
-
-
-def _instance_order(inst: Instance) -> tuple[str, str]:
-    return inst.sequence, inst.key
-
 
 def _step_at(seq: SequenceRules, inst: Instance) -> StepRule | None:
     return seq.steps[inst.step] if inst.step < len(seq.steps) else None

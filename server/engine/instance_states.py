@@ -6,15 +6,18 @@ An instance is always *at* one step. Arriving at a step runs it at once:
   wait      -> arms a timer at now + duration;
   wait_for  -> arms a timer at now + timeout and listens for the awaited event;
   branch    -> evaluates its conditions and jumps (`then` or `else`);
+  split     -> draws the instance's arm (assignment.py) and goes to the arm's first step;
+  jump      -> (closing an arm of a split) goes to the step after the split;
   exit      -> the instance ends.
 Running past the last step ends the instance ("completed"). Jumps only go forward, so running
 an instance always stops: at a timer, or at its end.
 
 While an instance waits, three things can happen to it; the table below says what each does
 at each kind of step. An `exit_on` event ends it wherever it is, before anything else looks at
-the event. Timers due at the same instant fire in sequence-id order, and every event at an
-instant is applied before any timer due at that instant, so an awaited event at exactly
-start + timeout still counts as within.
+the event but the goals (goals.py): with `exit_on_goal`, the goal event ends it first. Timers
+due at the same instant fire in sequence-id order, and every event at an instant is applied
+before any timer due at that instant, so an awaited event at exactly start + timeout still
+counts as within.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from enum import Enum
 from server.engine.rules import (
     BranchRule,
     ExitStepRule,
+    JumpRule,
     SendRule,
+    SplitRule,
     StepRule,
     WaitForRule,
     WaitRule,
@@ -60,7 +65,7 @@ TRANSITIONS: dict[tuple[str, Happening], Outcome] = {
     ("send", Happening.EXIT_ON): Outcome.END,
 }
 _KIND = {SendRule: "send", WaitRule: "wait", WaitForRule: "wait_for", BranchRule: "branch",
-         ExitStepRule: "exit"}
+         ExitStepRule: "exit", SplitRule: "split", JumpRule: "jump"}
 # An instance at a step it cannot wait at (or past its last): a timer runs it again, an exit_on
 # ends it, nothing else touches it.
 _DEFAULT = {Happening.TIMER: Outcome.RUN_AGAIN, Happening.EXIT_ON: Outcome.END,

@@ -1,17 +1,15 @@
 """Whether a user may be mailed, and why not: the mailability an identify, an unsubscribe, a
-bounce or an operator leaves on the user's state, the sequence's holdout and its caps. Pure
-functions over one user's state."""
+bounce or an operator leaves on the user's state, the instance's cohort (a holdout keeps it
+from mail: assignment.py) and the sequence's caps. Pure functions over one user's state."""
 
 from __future__ import annotations
-
-import hashlib
 
 from server.engine.events import Event
 from server.engine.matching import read_flag
 from server.engine.rules import SequenceRules
-from server.engine.state import UserState
+from server.engine.state import TREATED, UserState
 
-__all__ = ["held_out", "note_mailability", "note_send", "suppression"]
+__all__ = ["note_mailability", "note_send", "suppression"]
 
 
 def note_mailability(state: UserState, ev: Event) -> None:
@@ -26,15 +24,16 @@ def note_mailability(state: UserState, ev: Event) -> None:
         state.block = None  # an operator lifted it; the next identify says if verified
 
 
-def suppression(state: UserState, seq: SequenceRules, t: int,
+def suppression(state: UserState, seq: SequenceRules, cohort: str, t: int,
                 unknown_users_mailable: bool) -> str | None:
-    """Why a send of `seq` at `t` is suppressed, or None when it goes."""
+    """Why a send of `seq` to an instance of `cohort` at `t` is suppressed, or None when it
+    goes. A held-out instance's reason is its cohort (holdout or global_holdout)."""
     if state.block:
         return state.block
     if state.block is None and not unknown_users_mailable:
         return "unverified"
-    if seq.holdout and held_out(seq.id, state.user, seq.holdout):
-        return "holdout"
+    if cohort != TREATED:
+        return cohort
     for cap in seq.caps:
         cutoff = t - cap.per_ms
         sent = sum(1 for at, group in state.sends
@@ -50,9 +49,3 @@ def note_send(state: UserState, t: int, group: str, longest_cap_ms: int) -> None
     cutoff = t - longest_cap_ms
     while state.sends and state.sends[0][0] <= cutoff:
         state.sends.pop(0)
-
-
-def held_out(sequence: str, user: str, fraction: float) -> bool:
-    """A stable draw per (sequence, user): the same user is always in or out of the holdout."""
-    digest = hashlib.blake2b(f"{sequence}\x00{user}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / 2.0**64 < fraction

@@ -18,15 +18,19 @@ from server.sequences.model import (
 )
 
 __all__ = [
+    "ArmRule",
     "BranchRule",
     "CapRule",
     "ConditionRule",
     "EventPlan",
     "ExitRule",
+    "GoalRule",
+    "JumpRule",
     "Rules",
     "SendRule",
     "SequenceRules",
     "SignalRule",
+    "SplitRule",
     "StepRule",
     "Tracker",
     "WaitForRule",
@@ -42,6 +46,7 @@ DEFAULT_TIMEOUT_EMITS = {
 EXIT, NEXT = -1, -2  # step targets besides a step index
 USER_KEY = "user"
 MAILABILITY_EVENTS = ("identify", "unsubscribe", "email_bounce", "resubscribe")
+CLICK_EVENT = "email_click"  # credits the clicked email of the instance it came from
 NO_STAMPS: list[int] = []  # read only: the timestamps of a tracker that has seen nothing yet
 
 
@@ -132,13 +137,50 @@ class ExitStepRule:
     pass
 
 
-StepRule = SendRule | WaitRule | WaitForRule | BranchRule | ExitStepRule
+@dataclass(frozen=True, slots=True)
+class ArmRule:
+    name: str
+    weight: float
+    start: int  # the index of its first step
+    end: int  # one past its last step (its closing jump included)
+
+
+@dataclass(frozen=True, slots=True)
+class SplitRule:
+    arms: tuple[ArmRule, ...]
+
+    def pick(self, draw: float) -> ArmRule:
+        """The arm a draw in [0, 1) falls in, each arm taking its share of the total weight."""
+        target = draw * sum(arm.weight for arm in self.arms)
+        for arm in self.arms:
+            target -= arm.weight
+            if target < 0:
+                return arm
+        return self.arms[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class JumpRule:
+    """The end of a split's arm: on to the step after the split."""
+
+    target: int
+
+
+StepRule = SendRule | WaitRule | WaitForRule | BranchRule | ExitStepRule | SplitRule | JumpRule
 
 
 @dataclass(frozen=True, slots=True)
 class ExitRule:
     event: str
     match: Predicate
+    match_key: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GoalRule:
+    event: str
+    match: Predicate
+    within_ms: int
     match_key: bool
 
 
@@ -165,6 +207,9 @@ class SequenceRules:
     caps: tuple[CapRule, ...]  # every cap in the set that covers this sequence's group
     quiet_hours: QuietHours | None
     holdout: float
+    goal: GoalRule
+    exit_on_goal: bool
+    split_at: int  # the index of its split step, -1 when it has none
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,12 +241,14 @@ class EventPlan:
     arms: tuple[SequenceRules, ...] = ()  # inactivity entries it (re)starts the clock of
     cancels: tuple[SequenceRules, ...] = ()  # inactivity entries it ends the wait of
     mailability: bool = False  # it can change whether the user can be mailed
+    goals: frozenset[str] = frozenset()  # ids of sequences whose goal is this event
+    clicks: bool = False  # a click on an email: credits it for the goal
     signals_only: bool = field(init=False)  # it feeds signals and nothing else: decides nothing
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "signals_only", not (
             self.entries or self.exits or self.awaited or self.segments or self.arms
-            or self.cancels or self.mailability))
+            or self.cancels or self.mailability or self.goals or self.clicks))
 
 
 @dataclass(frozen=True, slots=True)

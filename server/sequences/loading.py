@@ -27,6 +27,7 @@ from server.sequences.model import (
     SequenceSet,
 )
 from server.sequences.reading import read_document
+from server.sequences.steps import placed_steps
 
 __all__ = ["SEQUENCE_SUFFIXES", "load_file", "load_paths"]
 
@@ -201,8 +202,8 @@ def _segment_references(seq: Sequence) -> Iterable[tuple[tuple[int | str, ...], 
         for i, cond in enumerate(seq.entry.if_):
             if isinstance(cond, SegmentMember):
                 yield ("entry", "if", i, "segment"), cond.segment
-    for i, step in enumerate(seq.steps):
-        if isinstance(step, BranchStep):
-            for j, cond in enumerate(step.branch.if_):
+    for placed in placed_steps(seq.steps):
+        if isinstance(placed.step, BranchStep):
+            for j, cond in enumerate(placed.step.branch.if_):
                 if isinstance(cond, SegmentMember):
-                    yield ("steps", i, "branch", "if", j, "segment"), cond.segment
+                    yield (*placed.loc, "branch", "if", j, "segment"), cond.segment

@@ -1,8 +1,9 @@
 """The sequence language: typed objects that sequence and segment files load into.
 
 A sequence file says when a user enters (an event with conditions, a segment, or inactivity),
-what an instance is keyed by, its steps (send, wait, wait_for, branch, exit), what ends it at
-once (exit_on), and the rules that hold back email (cooldown, caps, quiet hours, holdout).
+what an instance is keyed by, its steps (send, wait, wait_for, branch, exit, split: steps.py),
+what ends it at once (exit_on), what counts as its success (goal), and the rules that hold back
+email (cooldown, caps, quiet hours, holdout).
 A segment file names a set of users by recent events. `pulsewire schema` prints the JSON Schema
 of both; the engine compiles them into its own rule objects (server/engine/rules.py).
 
@@ -18,14 +19,12 @@ from typing import Annotated, Any, Literal
 from zoneinfo import available_timezones
 
 from pydantic import (
-    BeforeValidator,
     Discriminator,
     Field,
     Tag,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from server.sequences.conditions import (
     Condition,
@@ -41,8 +40,24 @@ from server.sequences.conditions import (
     tag_by_key,
 )
 from server.sequences.durations import MAX_DURATION_MS, MAX_DURATION_TEXT
+from server.sequences.steps import (
+    Arm,
+    Branch,
+    BranchStep,
+    ExitStep,
+    Send,
+    SendStep,
+    Split,
+    SplitStep,
+    Step,
+    WaitFor,
+    WaitForStep,
+    WaitStep,
+    check_targets,
+)
 
 __all__ = [
+    "Arm",
     "Branch",
     "BranchStep",
     "Cap",
@@ -52,6 +67,7 @@ __all__ = [
     "EventEntry",
     "ExitOn",
     "ExitStep",
+    "Goal",
     "InactivityEntry",
     "Match",
     "Operators",
@@ -64,6 +80,8 @@ __all__ = [
     "Sequence",
     "SequenceSet",
     "Signal",
+    "Split",
+    "SplitStep",
     "Step",
     "Trigger",
     "WaitFor",
@@ -130,95 +148,6 @@ class ExitOn(Strict):
     )
 
 
-# ---- steps ------------------------------------------------------------------------------------
-
-# Where to go: the next step, the end of the instance, or a later step by name.
-Target = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
-
-
-class Send(Strict):
-    template: Name
-    vars: dict[str, Any] = Field(default_factory=dict)
-
-
-class WaitFor(Strict):
-    """Wait until an event (matching the instance key) or the timeout, whichever comes first."""
-
-    event: Name
-    where: Where = Field(default_factory=dict)
-    timeout: DurationMs
-    match_key: bool = True
-    emit: Name | None = Field(
-        default=None,
-        description="event the engine emits into the user's stream on timeout; by default "
-        "cart_abandonment when the sequence enters on cart_add, checkout_abandonment on "
-        "checkout_start, browse_abandonment on product_view, else none",
-    )
-
-
-class Branch(Strict):
-    if_: list[Condition] = Field(alias="if", min_length=1)
-    then: Target = "next"
-    else_: Target = Field(default="next", alias="else")
-
-
-class _Step(Strict):
-    name: Name | None = None
-
-
-class SendStep(_Step):
-    send: Send
-
-
-class WaitStep(_Step):
-    wait: DurationMs
-
-
-class WaitForStep(_Step):
-    wait_for: WaitFor
-    on_event: Target = "next"
-    on_timeout: Target = "next"
-
-
-class BranchStep(_Step):
-    branch: Branch
-
-
-class ExitStep(_Step):
-    exit: Literal[True] = True
-
-
-_STEP_KINDS = ("send", "wait_for", "wait", "branch", "exit")
-
-
-def _step_kind(value: Any) -> str | None:
-    if value == "exit":
-        return "=exit"
-    if isinstance(value, dict):
-        present = [k for k in _STEP_KINDS if k in value]
-        return f"={present[0]}" if len(present) == 1 else None
-    return None
-
-
-def _bare_exit(value: Any) -> Any:
-    return {"exit": True} if value == "exit" else value
-
-
-Step = Annotated[
-    Annotated[SendStep, Tag("=send")]
-    | Annotated[WaitStep, Tag("=wait")]
-    | Annotated[WaitForStep, Tag("=wait_for")]
-    | Annotated[BranchStep, Tag("=branch")]
-    | Annotated[ExitStep, Tag("=exit")],
-    Discriminator(
-        _step_kind,
-        custom_error_type="step_kind",
-        custom_error_message="a step has exactly one of: send, wait, wait_for, branch, exit",
-    ),
-    BeforeValidator(_bare_exit),
-]
-
-
 # ---- rules that hold email back -------------------------------------------------------------
 
 
@@ -274,6 +203,23 @@ class QuietHours(Strict):
         return self
 
 
+DEFAULT_GOAL_WITHIN_MS = 7 * 86_400_000
+
+
+class Goal(Strict):
+    """What counts as the sequence working: `event` (with `where`) within `within` of entry.
+
+    Counted once per instance, for held-out users as for mailed ones, and credited to the last
+    email of the instance sent before it (and, apart, to the last one clicked)."""
+
+    event: Name = "purchase"
+    where: Where = Field(default_factory=dict)
+    within: DurationMs = Field(default=DEFAULT_GOAL_WITHIN_MS, description="after entry")
+    match_key: bool = Field(
+        default=False, description="for keyed sequences: only a goal event with the same key"
+    )
+
+
 class Sequence(Strict):
     """One behavior-triggered email sequence."""
 
@@ -289,39 +235,13 @@ class Sequence(Strict):
     caps: list[Cap] = Field(default_factory=list)
     quiet_hours: QuietHours | None = None
     holdout: float = Field(default=0.0, ge=0.0, lt=1.0, description="fraction never mailed")
+    goal: Goal = Field(default_factory=Goal, description="by default: a purchase within 7d")
+    exit_on_goal: bool = Field(default=False, description="the goal event ends the instance")
 
     @model_validator(mode="after")
-    def _targets_exist_and_point_forward(self) -> Sequence:
-        position: dict[str, int] = {}
-        for i, step in enumerate(self.steps):
-            if step.name is not None:
-                if step.name in position:
-                    raise _located_error(("steps", i, "name"),
-                                         f"step name {step.name!r} is used twice")
-                position[step.name] = i
-        for i, step in enumerate(self.steps):
-            for at, target in _targets(step):
-                if target in ("next", "exit"):
-                    continue
-                if target not in position:
-                    raise _located_error(("steps", i, *at), f"no step is named {target!r}")
-                if position[target] <= i:
-                    raise _located_error(("steps", i, *at),
-                                         f"{target!r} is not a later step (jumps go forward)")
+    def _targets_reachable(self) -> Sequence:
+        check_targets(self.steps)
         return self
-
-
-def _located_error(at: tuple[int | str, ...], message: str) -> PydanticCustomError:
-    """A model-level error that still says where it is: `ctx["at"]` is the path to the field."""
-    return PydanticCustomError("sequence_rule", message, {"at": at})
-
-
-def _targets(step: Any) -> list[tuple[tuple[str, ...], str]]:
-    if isinstance(step, WaitForStep):
-        return [(("on_event",), step.on_event), (("on_timeout",), step.on_timeout)]
-    if isinstance(step, BranchStep):
-        return [(("branch", "then"), step.branch.then), (("branch", "else"), step.branch.else_)]
-    return []
 
 
 # ---- segments ---------------------------------------------------------------------------------

@@ -5,9 +5,12 @@ rows: pure rules, no I/O (the writer applies them to a group, then writes what t
   tells the engine, which decides mailability ("unverified" blocks mail until the site signs).
 - Suppression: an unsubscribe or a bounce suppresses the user's address.
 - Counters (`stats`): per sequence and step, `sent`, `suppressed:<reason>`, `opened`,
-  `clicked`, `converted`; per sequence (step -1) `entered` and `exited`.
-- Conversion credit: a purchase within CONVERSION_WINDOW_MS of the user's last email credits
-  that email's step, once.
+  `clicked`, `converted` (conversions credited to the step's email as the last one sent before
+  them) and `converted:clicked` (as the last one clicked); per sequence (step -1) `entered`,
+  `exited`, `converted`, each cohort's `entered:<cohort>` and `converted:<cohort>` (treated,
+  holdout, global_holdout), and each split arm's `arm:<name>:entered` and
+  `arm:<name>:converted`, counted for treated users only (the held-out are the sequence's
+  control, not an arm's). server/measure/ turns them into rates and comparisons.
 """
 
 from __future__ import annotations
@@ -17,7 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.engine import (
+    TREATED,
     Action,
+    Assigned,
+    Converted,
     Engine,
     Entered,
     Event,
@@ -30,7 +36,6 @@ from server.engine import (
 from server.storage.work import Identity, Ingest
 
 __all__ = [
-    "CONVERSION_WINDOW_MS",
     "Changes",
     "UserRecord",
     "apply_ingest",
@@ -38,7 +43,6 @@ __all__ = [
     "note_identity",
 ]
 
-CONVERSION_WINDOW_MS = 7 * 86_400_000  # a purchase this soon after an email credits it
 _SUPPRESSING_EVENTS = {"unsubscribe": "unsubscribed", "email_bounce": "bounced"}
 _FEEDBACK = {"email_open": "opened", "email_click": "clicked"}
 
@@ -52,7 +56,6 @@ class UserRecord:
     traits: dict[str, str] = field(default_factory=dict)
     created_ms: int = 0
     stored: bool = False  # a row exists in the file
-    last_sent: tuple[str, int, int] | None = None  # (sequence, step, at): a purchase credits it
 
 
 @dataclass(slots=True)
@@ -87,8 +90,6 @@ def apply_ingest(engine: Engine, item: Ingest, user: UserRecord, now: int,
             changes.suppress.append((user.email.lower(), _SUPPRESSING_EVENTS[event.name], now))
         if event.name in _FEEDBACK:
             _count_feedback(event, changes)
-        elif event.name == "purchase":
-            _credit_conversion(user, event, changes)
         actions.extend(engine.receive(user.state, event))
     actions.extend(engine.advance(user.state, now))
     record(item.user_key, user, actions, now, changes)
@@ -117,14 +118,6 @@ def _identify(user: UserRecord, at: int) -> Event | None:
     return None
 
 
-def _credit_conversion(user: UserRecord, event: Event, changes: Changes) -> None:
-    if user.last_sent is not None:
-        sequence, step, sent_ms = user.last_sent
-        if 0 <= event.at_ms - sent_ms <= CONVERSION_WINDOW_MS:
-            changes.count(sequence, step, "converted")
-        user.last_sent = None
-
-
 def _count_feedback(event: Event, changes: Changes) -> None:
     sequence, step = event.props.get("sequence"), event.props.get("step")
     if isinstance(sequence, str) and isinstance(step, int):
@@ -148,12 +141,28 @@ def record(key: str, user: UserRecord, actions: list[Action], now: int,
             changes.send_log.append((key, action.sequence, action.step, action.template,
                                      action.at_ms, "sent", None, action.message_key))
             changes.count(action.sequence, action.step, "sent")
-            user.last_sent = (action.sequence, action.step, action.at_ms)
         elif isinstance(action, Suppressed):
             changes.send_log.append((key, action.sequence, action.step, action.template,
                                      action.at_ms, "suppressed", action.reason, None))
             changes.count(action.sequence, action.step, f"suppressed:{action.reason}")
         elif isinstance(action, Entered):
             changes.count(action.sequence, -1, "entered")
+            changes.count(action.sequence, -1, f"entered:{action.cohort}")
         elif isinstance(action, Exited):
             changes.count(action.sequence, -1, "exited")
+        elif isinstance(action, Assigned):
+            if action.cohort == TREATED:
+                changes.count(action.sequence, -1, f"arm:{action.arm}:entered")
+        elif isinstance(action, Converted):
+            _count_conversion(action, changes)
+
+
+def _count_conversion(action: Converted, changes: Changes) -> None:
+    changes.count(action.sequence, -1, "converted")
+    changes.count(action.sequence, -1, f"converted:{action.cohort}")
+    if action.sent is not None:
+        changes.count(action.sequence, action.sent[0], "converted")
+    if action.clicked is not None:
+        changes.count(action.sequence, action.clicked[0], "converted:clicked")
+    if action.arm and action.cohort == TREATED:
+        changes.count(action.sequence, -1, f"arm:{action.arm}:converted")

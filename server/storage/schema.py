@@ -108,6 +108,9 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
             erased_ms INTEGER NOT NULL
         ) WITHOUT ROWID;
     """),
+    ("conversions are the engine's goals: the users' last email column goes", """
+        ALTER TABLE users DROP COLUMN last_sent;
+    """),
 )
 
 

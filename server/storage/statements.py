@@ -105,13 +105,12 @@ async def load_users(db: Db, keys: list[str]) -> list[tuple[str, UserRecord]]:
     found = []
     for chunk in _chunks(keys, 400):
         marks = ",".join("?" * len(chunk))
-        for key, state, email, verified, user_id, traits, created, sent in await _rows(
-                db, "SELECT key, state, email, email_verified, user_id, traits, created_ms,"
-                    f" last_sent FROM users WHERE key IN ({marks})", chunk):
+        for key, state, email, verified, user_id, traits, created in await _rows(
+                db, "SELECT key, state, email, email_verified, user_id, traits, created_ms"
+                    f" FROM users WHERE key IN ({marks})", chunk):
             found.append((key, UserRecord(
                 decode_state(key, state), email, bool(verified), user_id,
-                json.loads(traits) if traits else {}, created, True,
-                tuple(json.loads(sent)) if sent else None)))
+                json.loads(traits) if traits else {}, created, True)))
     return found
 
 
@@ -120,11 +119,11 @@ async def write_changes(db: Db, users: list[tuple[Any, ...]], changes: Changes) 
     if users:
         await db.executemany(
             "INSERT INTO users (key, state, due_ms, email, email_verified, user_id, traits,"
-            " timezone, last_sent, created_ms, updated_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+            " timezone, created_ms, updated_ms) VALUES (?,?,?,?,?,?,?,?,?,?)"
             " ON CONFLICT(key) DO UPDATE SET state=excluded.state, due_ms=excluded.due_ms,"
             " email=excluded.email, email_verified=excluded.email_verified,"
             " user_id=excluded.user_id, traits=excluded.traits, timezone=excluded.timezone,"
-            " last_sent=excluded.last_sent, updated_ms=excluded.updated_ms", users)
+            " updated_ms=excluded.updated_ms", users)
     if changes.dedup:
         await db.executemany("INSERT OR IGNORE INTO dedup VALUES (?,?,?,?,?)", changes.dedup)
     if changes.outbox:
@@ -148,7 +147,7 @@ def user_row(key: str, state: bytes, due: int | None, user: UserRecord,
              now: int) -> tuple[Any, ...]:
     return (key, state, due, user.email, int(user.verified), user.user_id,
             json.dumps(user.traits) if user.traits else None, user.state.tz,
-            json.dumps(user.last_sent) if user.last_sent else None, user.created_ms or now, now)
+            user.created_ms or now, now)
 
 
 async def sweep_dedup(db: Db, now: int) -> None:

@@ -164,14 +164,16 @@ def test_the_admin_command_line_talks_to_a_running_server(tmp_path: Path, capsys
             target = f"127.0.0.1:{app.grpc_port}"
             codes = [await asyncio.to_thread(main, ["admin", "--grpc", target, "--token", TOKEN,
                                                     *args])
-                     for args in (["stats"], ["user", "ann@example.com"])]
+                     for args in (["stats", "--format", "json"], ["user", "ann@example.com"],
+                                  ["stats"])]
             codes.append(await asyncio.to_thread(main, ["admin", "--grpc", target, "--token",
                                                         "wrong", "stats"]))
-            assert codes == [0, 0, 1]
+            assert codes == [0, 0, 0, 1]
 
     asyncio.run(scenario())
     out, err = capsys.readouterr()
-    assert '"sequence": "cart-recovery"' in out and '"entered": "1"' in out
+    assert '"sequence": "cart-recovery"' in out and '"entered": 1,' in out  # a JSON number
+    assert "cart-recovery: entered 1, exited 0, converted 0" in out  # the table
     assert '"email": "ann@example.com"' in out
     assert "UNAUTHENTICATED" in err and TOKEN not in out + err
 

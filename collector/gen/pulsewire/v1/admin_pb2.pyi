@@ -107,25 +107,111 @@ class StatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("sequences",)
+    __slots__ = ("sequences", "programme", "min_count")
     SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    PROGRAMME_FIELD_NUMBER: _ClassVar[int]
+    MIN_COUNT_FIELD_NUMBER: _ClassVar[int]
     sequences: _containers.RepeatedCompositeFieldContainer[SequenceStats]
-    def __init__(self, sequences: _Optional[_Iterable[_Union[SequenceStats, _Mapping]]] = ...) -> None: ...
+    programme: ProgrammeStats
+    min_count: int
+    def __init__(self, sequences: _Optional[_Iterable[_Union[SequenceStats, _Mapping]]] = ..., programme: _Optional[_Union[ProgrammeStats, _Mapping]] = ..., min_count: _Optional[int] = ...) -> None: ...
 
 class SequenceStats(_message.Message):
-    __slots__ = ("sequence", "entered", "exited", "steps")
+    __slots__ = ("sequence", "entered", "exited", "steps", "converted", "treated", "holdout", "uplift", "uplift_note", "arms")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ENTERED_FIELD_NUMBER: _ClassVar[int]
     EXITED_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
+    CONVERTED_FIELD_NUMBER: _ClassVar[int]
+    TREATED_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_FIELD_NUMBER: _ClassVar[int]
+    UPLIFT_FIELD_NUMBER: _ClassVar[int]
+    UPLIFT_NOTE_FIELD_NUMBER: _ClassVar[int]
+    ARMS_FIELD_NUMBER: _ClassVar[int]
     sequence: str
     entered: int
     exited: int
     steps: _containers.RepeatedCompositeFieldContainer[StepStats]
-    def __init__(self, sequence: _Optional[str] = ..., entered: _Optional[int] = ..., exited: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[StepStats, _Mapping]]] = ...) -> None: ...
+    converted: int
+    treated: CohortStats
+    holdout: CohortStats
+    uplift: Uplift
+    uplift_note: str
+    arms: _containers.RepeatedCompositeFieldContainer[ArmStats]
+    def __init__(self, sequence: _Optional[str] = ..., entered: _Optional[int] = ..., exited: _Optional[int] = ..., steps: _Optional[_Iterable[_Union[StepStats, _Mapping]]] = ..., converted: _Optional[int] = ..., treated: _Optional[_Union[CohortStats, _Mapping]] = ..., holdout: _Optional[_Union[CohortStats, _Mapping]] = ..., uplift: _Optional[_Union[Uplift, _Mapping]] = ..., uplift_note: _Optional[str] = ..., arms: _Optional[_Iterable[_Union[ArmStats, _Mapping]]] = ...) -> None: ...
+
+class ProgrammeStats(_message.Message):
+    __slots__ = ("treated", "holdout", "uplift", "uplift_note")
+    TREATED_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_FIELD_NUMBER: _ClassVar[int]
+    UPLIFT_FIELD_NUMBER: _ClassVar[int]
+    UPLIFT_NOTE_FIELD_NUMBER: _ClassVar[int]
+    treated: CohortStats
+    holdout: CohortStats
+    uplift: Uplift
+    uplift_note: str
+    def __init__(self, treated: _Optional[_Union[CohortStats, _Mapping]] = ..., holdout: _Optional[_Union[CohortStats, _Mapping]] = ..., uplift: _Optional[_Union[Uplift, _Mapping]] = ..., uplift_note: _Optional[str] = ...) -> None: ...
+
+class CohortStats(_message.Message):
+    __slots__ = ("entered", "converted", "rate", "ci95")
+    ENTERED_FIELD_NUMBER: _ClassVar[int]
+    CONVERTED_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    CI95_FIELD_NUMBER: _ClassVar[int]
+    entered: int
+    converted: int
+    rate: float
+    ci95: Interval
+    def __init__(self, entered: _Optional[int] = ..., converted: _Optional[int] = ..., rate: _Optional[float] = ..., ci95: _Optional[_Union[Interval, _Mapping]] = ...) -> None: ...
+
+class Interval(_message.Message):
+    __slots__ = ("low", "high")
+    LOW_FIELD_NUMBER: _ClassVar[int]
+    HIGH_FIELD_NUMBER: _ClassVar[int]
+    low: float
+    high: float
+    def __init__(self, low: _Optional[float] = ..., high: _Optional[float] = ...) -> None: ...
+
+class Uplift(_message.Message):
+    __slots__ = ("absolute", "relative", "ci95", "relative_ci95", "p_value")
+    ABSOLUTE_FIELD_NUMBER: _ClassVar[int]
+    RELATIVE_FIELD_NUMBER: _ClassVar[int]
+    CI95_FIELD_NUMBER: _ClassVar[int]
+    RELATIVE_CI95_FIELD_NUMBER: _ClassVar[int]
+    P_VALUE_FIELD_NUMBER: _ClassVar[int]
+    absolute: float
+    relative: float
+    ci95: Interval
+    relative_ci95: Interval
+    p_value: float
+    def __init__(self, absolute: _Optional[float] = ..., relative: _Optional[float] = ..., ci95: _Optional[_Union[Interval, _Mapping]] = ..., relative_ci95: _Optional[_Union[Interval, _Mapping]] = ..., p_value: _Optional[float] = ...) -> None: ...
+
+class ArmStats(_message.Message):
+    __slots__ = ("name", "weight", "entered", "sent", "opened", "clicked", "converted", "rate", "ci95", "p_value_vs_first")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    ENTERED_FIELD_NUMBER: _ClassVar[int]
+    SENT_FIELD_NUMBER: _ClassVar[int]
+    OPENED_FIELD_NUMBER: _ClassVar[int]
+    CLICKED_FIELD_NUMBER: _ClassVar[int]
+    CONVERTED_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    CI95_FIELD_NUMBER: _ClassVar[int]
+    P_VALUE_VS_FIRST_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    weight: float
+    entered: int
+    sent: int
+    opened: int
+    clicked: int
+    converted: int
+    rate: float
+    ci95: Interval
+    p_value_vs_first: float
+    def __init__(self, name: _Optional[str] = ..., weight: _Optional[float] = ..., entered: _Optional[int] = ..., sent: _Optional[int] = ..., opened: _Optional[int] = ..., clicked: _Optional[int] = ..., converted: _Optional[int] = ..., rate: _Optional[float] = ..., ci95: _Optional[_Union[Interval, _Mapping]] = ..., p_value_vs_first: _Optional[float] = ...) -> None: ...
 
 class StepStats(_message.Message):
-    __slots__ = ("step", "sent", "suppressed", "opened", "clicked", "converted")
+    __slots__ = ("step", "sent", "suppressed", "opened", "clicked", "converted", "converted_clicked", "kind", "template", "arm")
     class SuppressedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -139,10 +225,18 @@ class StepStats(_message.Message):
     OPENED_FIELD_NUMBER: _ClassVar[int]
     CLICKED_FIELD_NUMBER: _ClassVar[int]
     CONVERTED_FIELD_NUMBER: _ClassVar[int]
+    CONVERTED_CLICKED_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    ARM_FIELD_NUMBER: _ClassVar[int]
     step: int
     sent: int
     suppressed: _containers.ScalarMap[str, int]
     opened: int
     clicked: int
     converted: int
-    def __init__(self, step: _Optional[int] = ..., sent: _Optional[int] = ..., suppressed: _Optional[_Mapping[str, int]] = ..., opened: _Optional[int] = ..., clicked: _Optional[int] = ..., converted: _Optional[int] = ...) -> None: ...
+    converted_clicked: int
+    kind: str
+    template: str
+    arm: str
+    def __init__(self, step: _Optional[int] = ..., sent: _Optional[int] = ..., suppressed: _Optional[_Mapping[str, int]] = ..., opened: _Optional[int] = ..., clicked: _Optional[int] = ..., converted: _Optional[int] = ..., converted_clicked: _Optional[int] = ..., kind: _Optional[str] = ..., template: _Optional[str] = ..., arm: _Optional[str] = ...) -> None: ...

@@ -357,17 +357,33 @@ export declare type StatsRequest = Message<"pulsewire.v1.StatsRequest"> & {
 export declare const StatsRequestSchema: GenMessage<StatsRequest>;
 
 /**
- * The answer to Admin.Stats.
+ * The answer to Admin.Stats: what each sequence did and whether it works. In the distributed
+ * mode every node answers for all shards.
  *
  * @generated from message pulsewire.v1.StatsResponse
  */
 export declare type StatsResponse = Message<"pulsewire.v1.StatsResponse"> & {
   /**
-   * Counters for each sequence.
+   * Counters, rates and comparisons for each sequence.
    *
    * @generated from field: repeated pulsewire.v1.SequenceStats sequences = 1;
    */
   sequences: SequenceStats[];
+
+  /**
+   * The whole programme: instances of users in the site's holdout ([holdout] global) against
+   * everyone else's, over every sequence.
+   *
+   * @generated from field: pulsewire.v1.ProgrammeStats programme = 2;
+   */
+  programme?: ProgrammeStats | undefined;
+
+  /**
+   * Fewest entered per cohort or arm before a comparison is made ("not enough data" below).
+   *
+   * @generated from field: uint32 min_count = 3;
+   */
+  minCount: number;
 };
 
 /**
@@ -377,7 +393,8 @@ export declare type StatsResponse = Message<"pulsewire.v1.StatsResponse"> & {
 export declare const StatsResponseSchema: GenMessage<StatsResponse>;
 
 /**
- * Counters for one sequence.
+ * Counters for one sequence. A conversion is the sequence's goal event within its window
+ * after entry, counted once per instance.
  *
  * @generated from message pulsewire.v1.SequenceStats
  */
@@ -409,6 +426,48 @@ export declare type SequenceStats = Message<"pulsewire.v1.SequenceStats"> & {
    * @generated from field: repeated pulsewire.v1.StepStats steps = 4;
    */
   steps: StepStats[];
+
+  /**
+   * Instances that converted.
+   *
+   * @generated from field: uint64 converted = 5;
+   */
+  converted: bigint;
+
+  /**
+   * Instances of users who are mailed.
+   *
+   * @generated from field: pulsewire.v1.CohortStats treated = 6;
+   */
+  treated?: CohortStats | undefined;
+
+  /**
+   * Instances of held-out users (the sequence's holdout and the site's): never mailed.
+   *
+   * @generated from field: pulsewire.v1.CohortStats holdout = 7;
+   */
+  holdout?: CohortStats | undefined;
+
+  /**
+   * Treated against held out; absent when there is not enough data (uplift_note says why).
+   *
+   * @generated from field: pulsewire.v1.Uplift uplift = 8;
+   */
+  uplift?: Uplift | undefined;
+
+  /**
+   * Why there is no uplift, e.g. "not enough data: 12 held out, 30 needed"; empty when there is.
+   *
+   * @generated from field: string uplift_note = 9;
+   */
+  upliftNote: string;
+
+  /**
+   * The split's arms, in file order (treated users only); empty without a split.
+   *
+   * @generated from field: repeated pulsewire.v1.ArmStats arms = 10;
+   */
+  arms: ArmStats[];
 };
 
 /**
@@ -418,13 +477,254 @@ export declare type SequenceStats = Message<"pulsewire.v1.SequenceStats"> & {
 export declare const SequenceStatsSchema: GenMessage<SequenceStats>;
 
 /**
+ * The programme as a whole: everyone against the site's holdout.
+ *
+ * @generated from message pulsewire.v1.ProgrammeStats
+ */
+export declare type ProgrammeStats = Message<"pulsewire.v1.ProgrammeStats"> & {
+  /**
+   * Instances of users outside the site's holdout.
+   *
+   * @generated from field: pulsewire.v1.CohortStats treated = 1;
+   */
+  treated?: CohortStats | undefined;
+
+  /**
+   * Instances of users in the site's holdout.
+   *
+   * @generated from field: pulsewire.v1.CohortStats holdout = 2;
+   */
+  holdout?: CohortStats | undefined;
+
+  /**
+   * Treated against held out; absent when there is not enough data.
+   *
+   * @generated from field: pulsewire.v1.Uplift uplift = 3;
+   */
+  uplift?: Uplift | undefined;
+
+  /**
+   * Why there is no uplift; empty when there is.
+   *
+   * @generated from field: string uplift_note = 4;
+   */
+  upliftNote: string;
+};
+
+/**
+ * Describes the message pulsewire.v1.ProgrammeStats.
+ * Use `create(ProgrammeStatsSchema)` to create a new message.
+ */
+export declare const ProgrammeStatsSchema: GenMessage<ProgrammeStats>;
+
+/**
+ * A group of instances and how many converted.
+ *
+ * @generated from message pulsewire.v1.CohortStats
+ */
+export declare type CohortStats = Message<"pulsewire.v1.CohortStats"> & {
+  /**
+   * Instances that entered.
+   *
+   * @generated from field: uint64 entered = 1;
+   */
+  entered: bigint;
+
+  /**
+   * Instances that converted.
+   *
+   * @generated from field: uint64 converted = 2;
+   */
+  converted: bigint;
+
+  /**
+   * converted / entered; absent when none entered.
+   *
+   * @generated from field: optional double rate = 3;
+   */
+  rate?: number | undefined;
+
+  /**
+   * The rate's 95% Wilson interval; absent when none entered.
+   *
+   * @generated from field: pulsewire.v1.Interval ci95 = 4;
+   */
+  ci95?: Interval | undefined;
+};
+
+/**
+ * Describes the message pulsewire.v1.CohortStats.
+ * Use `create(CohortStatsSchema)` to create a new message.
+ */
+export declare const CohortStatsSchema: GenMessage<CohortStats>;
+
+/**
+ * A closed interval.
+ *
+ * @generated from message pulsewire.v1.Interval
+ */
+export declare type Interval = Message<"pulsewire.v1.Interval"> & {
+  /**
+   * Its lower end.
+   *
+   * @generated from field: double low = 1;
+   */
+  low: number;
+
+  /**
+   * Its upper end.
+   *
+   * @generated from field: double high = 2;
+   */
+  high: number;
+};
+
+/**
+ * Describes the message pulsewire.v1.Interval.
+ * Use `create(IntervalSchema)` to create a new message.
+ */
+export declare const IntervalSchema: GenMessage<Interval>;
+
+/**
+ * Treated minus held out.
+ *
+ * @generated from message pulsewire.v1.Uplift
+ */
+export declare type Uplift = Message<"pulsewire.v1.Uplift"> & {
+  /**
+   * The difference of the conversion rates.
+   *
+   * @generated from field: double absolute = 1;
+   */
+  absolute: number;
+
+  /**
+   * treated rate / held-out rate - 1; absent when the held-out rate is 0.
+   *
+   * @generated from field: optional double relative = 2;
+   */
+  relative?: number | undefined;
+
+  /**
+   * The difference's 95% interval (Newcombe's hybrid score interval).
+   *
+   * @generated from field: pulsewire.v1.Interval ci95 = 3;
+   */
+  ci95?: Interval | undefined;
+
+  /**
+   * The relative uplift's 95% interval (log interval of the ratio); absent when undefined.
+   *
+   * @generated from field: pulsewire.v1.Interval relative_ci95 = 4;
+   */
+  relativeCi95?: Interval | undefined;
+
+  /**
+   * Two-sided p-value of the pooled two-proportion z-test.
+   *
+   * @generated from field: double p_value = 5;
+   */
+  pValue: number;
+};
+
+/**
+ * Describes the message pulsewire.v1.Uplift.
+ * Use `create(UpliftSchema)` to create a new message.
+ */
+export declare const UpliftSchema: GenMessage<Uplift>;
+
+/**
+ * One arm of a split: its treated instances and what its steps did.
+ *
+ * @generated from message pulsewire.v1.ArmStats
+ */
+export declare type ArmStats = Message<"pulsewire.v1.ArmStats"> & {
+  /**
+   * The arm's name.
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Its weight in the split.
+   *
+   * @generated from field: double weight = 2;
+   */
+  weight: number;
+
+  /**
+   * Treated instances that went down it.
+   *
+   * @generated from field: uint64 entered = 3;
+   */
+  entered: bigint;
+
+  /**
+   * Emails sent by its steps.
+   *
+   * @generated from field: uint64 sent = 4;
+   */
+  sent: bigint;
+
+  /**
+   * Of those, opened.
+   *
+   * @generated from field: uint64 opened = 5;
+   */
+  opened: bigint;
+
+  /**
+   * Of those, with a tracked link followed.
+   *
+   * @generated from field: uint64 clicked = 6;
+   */
+  clicked: bigint;
+
+  /**
+   * Its instances that converted.
+   *
+   * @generated from field: uint64 converted = 7;
+   */
+  converted: bigint;
+
+  /**
+   * converted / entered; absent when none entered.
+   *
+   * @generated from field: optional double rate = 8;
+   */
+  rate?: number | undefined;
+
+  /**
+   * The rate's 95% Wilson interval; absent when none entered.
+   *
+   * @generated from field: pulsewire.v1.Interval ci95 = 9;
+   */
+  ci95?: Interval | undefined;
+
+  /**
+   * Two-sided p-value of this arm's rate against the first arm's; absent for the first arm
+   * and when either has fewer than min_count entered.
+   *
+   * @generated from field: optional double p_value_vs_first = 10;
+   */
+  pValueVsFirst?: number | undefined;
+};
+
+/**
+ * Describes the message pulsewire.v1.ArmStats.
+ * Use `create(ArmStatsSchema)` to create a new message.
+ */
+export declare const ArmStatsSchema: GenMessage<ArmStats>;
+
+/**
  * Counters for one step of a sequence.
  *
  * @generated from message pulsewire.v1.StepStats
  */
 export declare type StepStats = Message<"pulsewire.v1.StepStats"> & {
   /**
-   * Index of the step in its sequence.
+   * Index of the step in its sequence (a split's arms' steps follow the split).
    *
    * @generated from field: uint32 step = 1;
    */
@@ -459,11 +759,40 @@ export declare type StepStats = Message<"pulsewire.v1.StepStats"> & {
   clicked: bigint;
 
   /**
-   * Conversions credited to this step.
+   * Conversions whose last email before them was this step's.
    *
    * @generated from field: uint64 converted = 6;
    */
   converted: bigint;
+
+  /**
+   * Conversions whose last clicked email was this step's.
+   *
+   * @generated from field: uint64 converted_clicked = 7;
+   */
+  convertedClicked: bigint;
+
+  /**
+   * send, wait, wait_for, branch, split, exit or jump (the end of an arm); empty when the
+   * running set has no such step.
+   *
+   * @generated from field: string kind = 8;
+   */
+  kind: string;
+
+  /**
+   * A send step's template.
+   *
+   * @generated from field: string template = 9;
+   */
+  template: string;
+
+  /**
+   * The arm the step belongs to; empty outside a split.
+   *
+   * @generated from field: string arm = 10;
+   */
+  arm: string;
 };
 
 /**
