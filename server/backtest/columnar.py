@@ -35,12 +35,12 @@ from server.backtest.history import REQUIRED_COLUMNS, TIMEZONE_COLUMN, HistoryRo
 from server.backtest.replay import (
     MAX_RUN_ON_MS,
     Replay,
-    SequenceTally,
     _Clock,
     _feed,
     _Follower,
     _OutOfOrder,
     _run_clocks_on,
+    new_replay,
 )
 from server.engine import Engine, PropValue
 
@@ -223,7 +223,7 @@ class _Part:
     def replay(self, mine: pa.ChunkedArray | None) -> Replay | None:
         """Replay the fed rows (of the users `mine` marks); None: a user went back in time."""
         engine = self.engine
-        result = Replay({seq_id: SequenceTally() for seq_id in sorted(engine.rules.sequences)})
+        result = new_replay(engine)
         rows = _rows(self.table, self.fed(mine), self.events, self.at_ms, self.read,
                      self.names, self.zones is not None)
         followers: dict[str, _Follower] = {}
@@ -235,6 +235,7 @@ class _Part:
         except _OutOfOrder:
             return None
         _run_clocks_on(engine, followers, self.end_ms, result)
+        result.done_feeding()
         return result
 
 
@@ -263,11 +264,7 @@ def _replay_parts(part: _Part, workers: int) -> Replay | None:
     for other in parts[1:]:
         assert other is not None
         for seq_id, tally in other.tallies.items():
-            mine = total.tallies[seq_id]
-            mine.entered += tally.entered
-            mine.sent += tally.sent
-            mine.exited += tally.exited
-            mine.suppressed.update(tally.suppressed)
+            total.tallies[seq_id].add(tally)
         total.sends += other.sends
         total.pending_users += other.pending_users
     return total

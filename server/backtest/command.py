@@ -1,9 +1,12 @@
 """`pulsewire backtest`: load the sequences, read the history, replay it, report.
 
+With --variant and --vary (variants.py) each variant is replayed alone over the same history
+and the summaries are printed side by side (report_variants.py).
+
 Exit codes: 0 when the replay ran (skipped rows are warnings, listed on stderr); 1 when the
-sequence files are invalid (every problem is printed as file:line: field: message); 2 when the
-history cannot be read, or, with --strict, at its first malformed row. argparse uses 2 for bad
-arguments too.
+sequence files (or a variant) are invalid (every problem is printed as file:line: field:
+message); 2 when the history cannot be read, or, with --strict, at its first malformed row.
+argparse uses 2 for bad arguments too.
 """
 
 from __future__ import annotations
@@ -27,8 +30,17 @@ from server.backtest.history import (
 )
 from server.backtest.replay import Replay, replay_history
 from server.backtest.report import run_summary_line, summary_json, summary_table, write_sends
+from server.backtest.report_variants import variants_json, variants_table
+from server.backtest.variants import (
+    InvalidVariant,
+    Vary,
+    build_variants,
+    parse_variant,
+    parse_vary,
+)
 from server.engine import Engine, compile_rules
 from server.errors import InvalidSequence
+from server.sequences import SequenceSet
 from server.sequences.loading import load_paths
 
 __all__ = ["add_backtest_arguments", "run_backtest_command"]
@@ -37,8 +49,17 @@ SKIPPED_ROWS_SHOWN = 20  # more than this many malformed rows are counted, not l
 
 
 def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sequences", action="append", required=True, type=Path, metavar="PATH",
+    parser.add_argument("--sequences", action="append", default=[], type=Path, metavar="PATH",
                         help="a sequence/segment file or a directory of them (repeatable)")
+    parser.add_argument("--variant", action="append", default=[], type=_variant,
+                        metavar="NAME=PATH", help="replay this set alone too, and print the "
+                        "variants side by side (repeatable)")
+    parser.add_argument("--vary", action="append", default=[], type=_vary,
+                        metavar="SEQUENCE:FIELD=V1,V2", help="replay the --sequences set once "
+                        "per value of one field, e.g. cart-recovery:steps[0].wait_for.timeout"
+                        "=30m,1h,2h (repeatable)")
+    parser.add_argument("--global-holdout", type=_share, default=0.0, metavar="SHARE",
+                        help="the site's holdout, as the server's [holdout] global (\"5%%\")")
     parser.add_argument("--events", required=True, type=Path, metavar="FILE",
                         help="the history: CSV with a header, or JSON Lines")
     parser.add_argument("--rename", action="append", default=[], type=_rename_pair,
@@ -59,6 +80,11 @@ def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_backtest_command(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    if args.variant or args.vary:
+        return _run_variants(args, started)
+    if not args.sequences:
+        print("backtest: give --sequences (or --variant)", file=sys.stderr)
+        return 2
     try:
         sequence_set, _origin = load_paths(args.sequences)
     except InvalidSequence as err:
@@ -66,13 +92,8 @@ def run_backtest_command(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         print(f"invalid: {len(err.problems)} problem(s)", file=sys.stderr)
         return 1
-    engine = Engine(compile_rules(sequence_set), unknown_users_mailable=True)
-    history = HistoryFile(args.events, dict(args.rename), strict=args.strict,
-                          wanted=engine.rules.plans)
     try:
-        with _cyclic_gc_paused():
-            result = _fast_replay(engine, history, args.until, args.workers) or replay_history(
-                engine, history, args.until)
+        result, history = _replay(args, sequence_set)
     except (UnreadableHistory, MalformedRow) as err:
         print(f"backtest: {err}", file=sys.stderr)
         return 2
@@ -86,6 +107,41 @@ def run_backtest_command(args: argparse.Namespace) -> int:
             return 2
     elapsed_s = time.perf_counter() - started
     print(run_summary_line(result, len(history.problems), elapsed_s), file=sys.stderr)
+    return 0
+
+
+def _replay(args: argparse.Namespace, sequence_set: SequenceSet) -> tuple[Replay, HistoryFile]:
+    engine = Engine(compile_rules(sequence_set), unknown_users_mailable=True,
+                    global_holdout=args.global_holdout)
+    history = HistoryFile(args.events, dict(args.rename), strict=args.strict,
+                          wanted=engine.rules.plans)
+    with _cyclic_gc_paused():
+        result = _fast_replay(engine, history, args.until, args.workers) or replay_history(
+            engine, history, args.until)
+    return result, history
+
+
+def _run_variants(args: argparse.Namespace, started: float) -> int:
+    if args.vary and not args.sequences:
+        print("backtest: --vary changes the --sequences set: give it", file=sys.stderr)
+        return 2
+    try:
+        variants = build_variants(args.sequences, args.variant, args.vary)
+    except InvalidVariant as err:
+        print(f"backtest: {err}", file=sys.stderr)
+        return 1
+    results = []
+    for variant in variants:
+        try:
+            result, history = _replay(args, variant.sequence_set)
+        except (UnreadableHistory, MalformedRow) as err:
+            print(f"backtest: {err}", file=sys.stderr)
+            return 2
+        results.append((variant.name, result))
+    _warn_skipped(args.events, history.problems)
+    print(variants_json(results) if args.format == "json" else variants_table(results))
+    elapsed_s = time.perf_counter() - started
+    print(f"backtest: {len(results)} variants, {elapsed_s:.2f} s", file=sys.stderr)
     return 0
 
 
@@ -119,6 +175,30 @@ def _warn_skipped(path: Path, problems: list[RowProblem]) -> None:
     if len(problems) > SKIPPED_ROWS_SHOWN:
         rest = len(problems) - SKIPPED_ROWS_SHOWN
         print(f"backtest: ... and {rest} more skipped rows", file=sys.stderr)
+
+
+def _variant(text: str) -> tuple[str, Path]:
+    try:
+        return parse_variant(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _vary(text: str) -> Vary:
+    try:
+        return parse_vary(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share like 5% or 0.05") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a share is at least 0% and below 100%")
+    return value
 
 
 def _rename_pair(text: str) -> tuple[str, str]:

@@ -17,34 +17,38 @@ Only events the engine reads (Engine.reads) are built and fed; the rest of a his
 it, usually: scrolls and page views no rule names) is counted and clocked but cannot change
 any decision, because timers fire at their due times whenever the engine is next called.
 
-Every action is tallied per sequence, and every decided send (sent or suppressed) is kept as a
-DecidedSend, in the order of (at, user, sequence, step).
+Every action is tallied per sequence (outcomes.py: with conversions and what history says of
+the goal), and every decided send (sent or suppressed) is kept as a DecidedSend, in the order
+of (at, user, sequence, step).
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from operator import attrgetter, itemgetter
 
 from server.backtest.history import HistoryFile, HistoryRow
-from server.engine import Action, Engine, Entered, Event, Exited, Send, Suppressed, UserState
+from server.backtest.outcomes import GoalIndex, SequenceTally, goal_index, note_goal_event
+from server.engine import (
+    Action,
+    Converted,
+    Engine,
+    Entered,
+    Event,
+    Exited,
+    Send,
+    Suppressed,
+    UserState,
+)
 
-__all__ = ["MAX_RUN_ON_MS", "DecidedSend", "Replay", "SequenceTally", "replay_history"]
+__all__ = ["MAX_RUN_ON_MS", "DecidedSend", "Replay", "SequenceTally", "new_replay",
+           "replay_history"]
 
 MAX_RUN_ON_MS = 366 * 86_400_000
 BLOCK_ROWS = 16384  # rows read, then fed: the engine phase is timed per block, not per event
-
-
-@dataclass(slots=True)
-class SequenceTally:
-    entered: int = 0
-    sent: int = 0
-    suppressed: Counter[str] = field(default_factory=Counter)  # reason -> count
-    exited: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,21 @@ class Replay:
     events_after_until: int = 0  # events left out because they come after `until`
     engine_s: float = 0.0  # seconds spent feeding the engine and running its clock on
     sorted_by_user: bool = False  # the history was out of order and had to be sorted first
+    goals: GoalIndex = field(default_factory=dict)  # goal event name -> (sequence, goal)
+    last_sent: dict[tuple[str, str], int] = field(default_factory=dict)  # (user, seq) -> at
+
+
+    def done_feeding(self) -> None:
+        """Drop what only feeding needs (a worker's result crosses a process boundary)."""
+        self.goals, self.last_sent = {}, {}
+        for tally in self.tallies.values():
+            tally.lead_ms.sort()
+
+
+def new_replay(engine: Engine) -> Replay:
+    """An empty result for a replay by `engine`: every loaded sequence has a tally."""
+    return Replay({seq_id: SequenceTally() for seq_id in sorted(engine.rules.sequences)},
+                  goals=goal_index(engine.rules))
 
 
 class _OutOfOrder(Exception):
@@ -104,7 +123,7 @@ def replay_history(engine: Engine, history: Iterable[HistoryRow],
 
 
 def _replay_in_order(engine: Engine, rows: Iterable[HistoryRow], until_ms: int | None) -> Replay:
-    result = Replay({seq_id: SequenceTally() for seq_id in sorted(engine.rules.sequences)})
+    result = new_replay(engine)
     followers: dict[str, _Follower] = {}
     clock = _Clock()
     for block in _blocks(rows):
@@ -118,6 +137,7 @@ def _replay_in_order(engine: Engine, rows: Iterable[HistoryRow], until_ms: int |
         result.engine_s += time.perf_counter() - started
     result.users = len(followers)
     result.sends.sort(key=attrgetter("at_ms", "user", "sequence", "step"))
+    result.done_feeding()
     return result
 
 
@@ -132,7 +152,7 @@ def _blocks(rows: Iterable[HistoryRow]) -> Iterator[list[HistoryRow]]:
 
 def _feed(engine: Engine, block: list[HistoryRow], followers: dict[str, _Follower],
           until_ms: int | None, result: Replay, clock: _Clock) -> None:
-    receive, fed = engine.receive, 0
+    receive, fed, goals = engine.receive, 0, result.goals
     latest = clock.latest_ms if clock.latest_ms is not None else block[0][2]
     for user, name, at_ms, props, tz in block:
         if until_ms is not None and at_ms > until_ms:
@@ -150,6 +170,9 @@ def _feed(engine: Engine, block: list[HistoryRow], followers: dict[str, _Followe
             raise _OutOfOrder
         follower.last_at_ms = at_ms
         actions = receive(follower.state, Event(name, at_ms, props or {}, tz))
+        if name in goals and props is not None:
+            note_goal_event(goals[name], result.tallies, result.last_sent, user, at_ms, props,
+                            actions)
         if actions:
             _record(actions, user, result)
     result.events += fed
@@ -188,6 +211,8 @@ def _record(actions: list[Action], user: str, result: Replay) -> None:
         tally = result.tallies[action.sequence]
         if isinstance(action, Send):
             tally.sent += 1
+            tally.mailed.add(user)
+            result.last_sent[(user, action.sequence)] = action.at_ms
             result.sends.append(DecidedSend(action.at_ms, user, action.sequence, action.step,
                                             action.template, None))
         elif isinstance(action, Suppressed):
@@ -198,3 +223,8 @@ def _record(actions: list[Action], user: str, result: Replay) -> None:
             tally.entered += 1
         elif isinstance(action, Exited):
             tally.exited += 1
+        elif isinstance(action, Converted):
+            tally.converted += 1
+            if action.first_sent_ms is not None:
+                tally.converted_after_email += 1
+                tally.lead_ms.append(action.at_ms - action.first_sent_ms)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from server.backtest.replay import DecidedSend, Replay, SequenceTally
 
-__all__ = ["format_instant", "run_summary_line", "summary_json", "summary_table", "write_sends"]
+__all__ = ["format_instant", "goal_cells", "goals_table", "run_summary_line", "summary_json",
+           "summary_table", "tally_json", "write_sends"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _TABLE_HEADINGS = ("sequence", "entered", "sent", "suppressed", "exited")
@@ -36,18 +37,36 @@ def summary_json(result: Replay) -> str:
     document = {
         "events": result.events,
         "users": result.users,
-        "sequences": {seq_id: _tally_json(t) for seq_id, t in sorted(result.tallies.items())},
+        "sequences": {seq_id: tally_json(t) for seq_id, t in sorted(result.tallies.items())},
     }
     return json.dumps(document)
 
 
-def _tally_json(tally: SequenceTally) -> dict[str, object]:
+def tally_json(tally: SequenceTally) -> dict[str, object]:
     return {
         "entered": tally.entered,
         "sent": tally.sent,
         "suppressed": dict(sorted(tally.suppressed.items())),
         "exited": tally.exited,
+        "mailed_users": len(tally.mailed),
+        "emails_per_mailed_user": tally.sent / len(tally.mailed) if tally.mailed else None,
+        "converted": tally.converted,
+        "converted_after_email": tally.converted_after_email,
+        "lead_time_ms": _lead_times(tally.lead_ms),
+        "mailed_never_converted": len(tally.mailed - tally.goal_users),
+        "goal_events": tally.goal_events,
+        "goal_events_after_email": tally.goal_events_after_email,
+        "goal_events_after_email_share": (tally.goal_events_after_email / tally.goal_events
+                                          if tally.goal_events else None),
     }
+
+
+def _lead_times(lead_ms: list[int]) -> dict[str, int] | None:
+    """The median and 90th percentile (nearest rank) of ascending lead times."""
+    if not lead_ms:
+        return None
+    return {"p50": lead_ms[(len(lead_ms) - 1) // 2],
+            "p90": lead_ms[max(0, -(-9 * len(lead_ms) // 10) - 1)]}
 
 
 def summary_table(result: Replay) -> str:
@@ -57,7 +76,42 @@ def summary_table(result: Replay) -> str:
               for i in range(len(_TABLE_HEADINGS))]
     lines = [_aligned(row, widths) for row in [_TABLE_HEADINGS, *rows]]
     lines.insert(len(lines) - 1, "  ".join("-" * w for w in widths))
-    return "\n".join([_clock_line(result), "", *lines])
+    return "\n".join([_clock_line(result), "", *lines, "", *goals_table(result)])
+
+
+_GOAL_HEADINGS = ("sequence", "converted", "after an email (median lead)",
+                  "mailed, never converted", "goal events after an email")
+
+
+def goals_table(result: Replay) -> list[str]:
+    """What history says of each sequence's goal, one row a sequence."""
+    rows: list[tuple[str, ...]] = [_GOAL_HEADINGS]
+    for seq_id, tally in sorted(result.tallies.items()):
+        rows.append(goal_cells(seq_id, tally))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_GOAL_HEADINGS))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def goal_cells(name: str, tally: SequenceTally) -> tuple[str, ...]:
+    lead = _lead_times(tally.lead_ms)
+    after = str(tally.converted_after_email)
+    if lead is not None:
+        after += f" ({_duration(lead['p50'])})"
+    share = (f"{tally.goal_events_after_email} of {tally.goal_events} "
+             f"({tally.goal_events_after_email / tally.goal_events:.0%})"
+             if tally.goal_events else "0 of 0")
+    return (name, str(tally.converted), after,
+            f"{len(tally.mailed - tally.goal_users)} of {len(tally.mailed)}", share)
+
+
+def _duration(ms: int) -> str:
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)):
+        if ms >= size:
+            return f"{ms / size:.1f}{unit}"
+    return f"{ms}ms"
 
 
 def _table_row(name: str, tally: SequenceTally) -> tuple[str, ...]:

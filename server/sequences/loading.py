@@ -8,7 +8,7 @@ A set loads only when every file in it is valid; nothing partial ever reaches th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +39,20 @@ def load_file(path: Path) -> Sequence | Segment:
     return _load(path)[0]
 
 
-def load_paths(paths: Iterable[Path]) -> tuple[SequenceSet, dict[str, Path]]:
+Edit = Callable[[Any], Any]  # a document's data, changed before it is validated
+
+
+def load_paths(paths: Iterable[Path],
+               edit: Edit | None = None) -> tuple[SequenceSet, dict[str, Path]]:
     """A whole set from files and directories (their *.yaml, *.yml, *.json, sorted by path,
     subdirectories included; *.schema.json files, such as the editors' schema, are not read).
 
     Returns the set and the file each sequence or segment id came from. Raises InvalidSequence
     with every problem of every file, and of the set as a whole (duplicate ids, references to
     segments that do not exist), so one run shows everything there is to fix.
+
+    `edit`, when given, changes each document's data before validation (a backtest's
+    `--vary` sets one field of one sequence).
     """
     files = _expand(paths)
     problems: list[Problem] = []
@@ -55,7 +62,7 @@ def load_paths(paths: Iterable[Path]) -> tuple[SequenceSet, dict[str, Path]]:
     nodes: dict[Path, Node] = {}
     for path in files:
         try:
-            doc, nodes[path] = _load(path)
+            doc, nodes[path] = _load(path, edit)
         except InvalidSequence as err:
             problems.extend(err.problems)
             continue
@@ -92,8 +99,10 @@ def _expand(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
-def _load(path: Path) -> tuple[Sequence | Segment, Node]:
+def _load(path: Path, edit: Edit | None = None) -> tuple[Sequence | Segment, Node]:
     data, node = read_document(path)
+    if edit is not None:
+        data = edit(data)
     problems = _problems_of_shape(path, data, node)
     if problems or node is None:
         raise InvalidSequence(problems)

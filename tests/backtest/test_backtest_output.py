@@ -32,8 +32,16 @@ def test_the_json_summary_exactly(shop: Path, capsys: pytest.CaptureFixture[str]
     run = backtest(capsys, shop)
     assert run.out == (
         '{"events": 8, "users": 3, "sequences": {'
-        '"browse-abandonment": {"entered": 2, "sent": 1, "suppressed": {"cap": 1}, "exited": 2}, '
-        '"cart-recovery": {"entered": 5, "sent": 4, "suppressed": {}, "exited": 5}}}\n'
+        '"browse-abandonment": {"entered": 2, "sent": 1, "suppressed": {"cap": 1}, "exited": 2, '
+        '"mailed_users": 1, "emails_per_mailed_user": 1.0, "converted": 1, '
+        '"converted_after_email": 0, "lead_time_ms": null, "mailed_never_converted": 1, '
+        '"goal_events": 1, "goal_events_after_email": 0, "goal_events_after_email_share": 0.0}, '
+        '"cart-recovery": {"entered": 5, "sent": 4, "suppressed": {}, "exited": 5, '
+        '"mailed_users": 3, "emails_per_mailed_user": 1.3333333333333333, "converted": 1, '
+        # u3's last instance converted before its own email; an earlier one's came first
+        '"converted_after_email": 0, "lead_time_ms": null, "mailed_never_converted": 2, '
+        '"goal_events": 1, "goal_events_after_email": 1, "goal_events_after_email_share": 1.0}}}'
+        '\n'
     )
 
 
@@ -43,7 +51,9 @@ def test_every_loaded_sequence_is_in_the_summary(
     run = backtest(capsys, shop, sequences=[EXAMPLES / "sequences", EXAMPLES / "segments"])
     tallies = run.summary["sequences"]
     assert sorted(tallies) == sorted(p.stem for p in (EXAMPLES / "sequences").glob("*.yaml"))
-    assert tallies["product-interest"] == {"entered": 0, "sent": 0, "suppressed": {}, "exited": 0}
+    assert {k: tallies["product-interest"][k] for k in ("entered", "sent", "suppressed",
+                                                       "exited", "converted")} == {
+        "entered": 0, "sent": 0, "suppressed": {}, "exited": 0, "converted": 0}
 
 
 def test_the_sends_file_exactly(
@@ -85,7 +95,7 @@ def test_the_table_is_aligned_with_totals(
     lines = backtest(capsys, shop, json_format=False).out.splitlines()
     # 366 days after the last event (2024-03-06T09:30Z), in a year without a 29 February
     assert lines[0] == "replayed 8 events of 3 users; clock stopped at 2025-03-07T09:30:00Z"
-    header, browse, cart, rule, total = lines[2:]
+    header, browse, cart, rule, total = lines[2:7]
     assert header.split() == ["sequence", "entered", "sent", "suppressed", "exited"]
     assert browse.split() == ["browse-abandonment", "2", "1", "1", "(cap", "1)", "2"]
     assert cart.split() == ["cart-recovery", "5", "4", "0", "5"]
@@ -95,6 +105,11 @@ def test_the_table_is_aligned_with_totals(
         right_edge = header.index(heading) + len(heading)
         assert {line[right_edge - 1] for line in (browse, cart, total)} <= set("0123456789")
         assert {line[right_edge:right_edge + 2] for line in (browse, cart, total)} == {"  "}
+    assert lines[8].split()[:2] == ["sequence", "converted"]
+    assert lines[10].split() == ["browse-abandonment", "1", "0", "1", "of", "1", "0", "of", "1",
+                                 "(0%)"]
+    assert lines[11].split() == ["cart-recovery", "1", "0", "2", "of", "3", "1", "of", "1",
+                                 "(100%)"]
 
 
 STDERR_LINE = re.compile(
