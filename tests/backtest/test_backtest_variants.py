@@ -86,7 +86,7 @@ def test_the_table_puts_variants_side_by_side(tmp_path: Path,
                        "u1,purchase,2024-03-05T10:00:00Z\n")
     run = backtest(capsys, history, "--vary", "cart-recovery:holdout=0,0.999",
                    json_format=False, sequences=[EXAMPLES / "sequences" / "cart-recovery.yaml"])
-    header, rule, mailed, held = run.out.splitlines()
+    header, _rule, mailed, held = run.out.splitlines()
     assert header.split()[:4] == ["variant", "sequence", "entered", "sent"]
     assert mailed.split()[:4] == ["cart-recovery:holdout=0", "cart-recovery", "1", "1"]
     assert held.split()[:5] == ["cart-recovery:holdout=0.999", "cart-recovery", "1", "0", "1"]

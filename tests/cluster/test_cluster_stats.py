@@ -1,5 +1,6 @@
 """Stats in the distributed mode: every node's answer counts every shard, its own read live and
-the others' as their holders shared them, and still does while a shard's owner is down."""
+the others' as their holders shared them, and still does while a shard's owner is down; with
+NATS out of reach the answer is UNAVAILABLE, not a partial count."""
 
 from __future__ import annotations
 
@@ -36,11 +37,13 @@ SEQUENCES = ["""
 OWNERS = {"node-a": [0, 1, 2, 3], "node-b": [4, 5, 6, 7]}
 USERS = 40
 SHARDS = 8
+LEASE_TTL_S = 3.0
 
 
 def test_every_node_answers_stats_for_every_shard(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with cluster(tmp_path, SEQUENCES, OWNERS, failover=False) as running:
+        async with cluster(tmp_path, SEQUENCES, OWNERS, failover=False,
+                           lease_ttl_s=LEASE_TTL_S) as running:
             node_a, node_b = running.nodes
             await running.start(OWNERS)
             expected = await _traffic(running.nodes)
@@ -57,6 +60,8 @@ def test_every_node_answers_stats_for_every_shard(tmp_path: Path) -> None:
             # as node-b shared them on its way out.
             await asyncio.to_thread(node_b.stop)
             assert _entered_by_stats(node_a) == expected
+            await asyncio.sleep(LEASE_TTL_S + 0.5)  # a TTL on the counters would end them now
+            assert _entered_by_stats(node_a) == expected
             assert node_a.caught_up() == set(OWNERS["node-a"])
 
             await asyncio.to_thread(node_b.start)
@@ -65,6 +70,14 @@ def test_every_node_answers_stats_for_every_shard(tmp_path: Path) -> None:
             for node in running.nodes:
                 await wait_for(lambda n=node: _entered_by_stats(n) == expected, 10,
                                f"{node.name}'s Stats after node-b's restart: {expected}")
+
+            running.nats.stop()
+            await wait_for(lambda: _stats_code(node_a) == grpc.StatusCode.UNAVAILABLE, 15,
+                           "Stats is UNAVAILABLE while NATS is away")
+            running.nats.start()
+            await wait_for(lambda: _stats_code(node_a) == grpc.StatusCode.OK
+                           and _entered_by_stats(node_a) == expected, 20,
+                           "Stats answers again once NATS is back")
 
     asyncio.run(scenario())
 
@@ -100,6 +113,14 @@ def _entered_by_stats(node: Node) -> dict[str, int]:
             admin_pb2.StatsRequest(), metadata=[("authorization", f"Bearer {OPERATOR_TOKEN}")],
             timeout=10)
     return {seq.sequence: seq.entered for seq in answer.sequences if seq.entered}
+
+
+def _stats_code(node: Node) -> grpc.StatusCode:
+    try:
+        _entered_by_stats(node)
+    except grpc.RpcError as err:
+        return err.code()
+    return grpc.StatusCode.OK
 
 
 def _entered_in_files(nodes: list[Node]) -> dict[str, int]:

@@ -1,5 +1,6 @@
 """Two server processes, eight shards, one nats-server: traffic to either node reaches the
-shard's owner, and the same event stream gives exactly the sends `pulsewire backtest` decides."""
+shard's owner, and the same event stream gives exactly the sends `pulsewire backtest` decides
+(holdout and split arms drawn alike)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,14 @@ from server.storage.router import shard_of
 PRICING = """
     id: pricing-visit
     entry: {event: page_view, where: {path: /pricing}}
+    holdout: 0.3
     steps:
-      - send: {template: cart-reminder}
+      - split:
+          arms:
+            - {name: plain, weight: 1, steps: [{send: {template: cart-reminder}}]}
+            - name: coded
+              weight: 1
+              steps: [{send: {template: cart-reminder, vars: {discount_code: B}}}]
 """
 OWNERS = {"node-a": [0, 1, 2, 3], "node-b": [4, 5, 6, 7]}
 USERS = 48
@@ -54,8 +61,10 @@ def test_two_nodes_route_to_owners_and_match_the_backtest(tmp_path: Path) -> Non
             history = await _drive(nodes, _stream(random.Random(7), _now_ms() + 300))
             settled_ms = max(row[2] for row in history) + 4_000  # every 3 s wait is over
             await asyncio.sleep(max(0.0, (settled_ms - _now_ms()) / 1000))
-            expected = _backtest(tmp_path / "seq", history, settled_ms)
+            expected, held = _backtest(tmp_path / "seq", history, settled_ms)
             assert 20 < len(expected) < 2 * USERS  # the stream exercises both sequences
+            pricing_steps = {step for _, seq, step in expected if seq == "pricing-visit"}
+            assert len(pricing_steps) == 2 and held  # both arms and the holdout drawn
             await catcher.wait_for(len(expected), timeout_s=30)
             await asyncio.sleep(1.0)  # nothing more may come
             sent = set()
@@ -131,9 +140,12 @@ async def _drive(nodes: list[Node], plan: list) -> list[tuple[str, str, int, dic
     return history
 
 
-def _backtest(sequences: Path, history: list, until_ms: int) -> set[tuple[str, str, int]]:
+def _backtest(sequences: Path, history: list,
+              until_ms: int) -> tuple[set[tuple[str, str, int]], int]:
+    """The sends the backtest decides, and how many it held out."""
     sequence_set, _ = load_paths([sequences])
     engine = Engine(compile_rules(sequence_set), unknown_users_mailable=True)
     result = replay_history(engine, sorted(history, key=lambda row: row[2]),
                             until_ms=until_ms)
-    return {(s.user, s.sequence, s.step) for s in result.sends if s.reason is None}
+    return ({(s.user, s.sequence, s.step) for s in result.sends if s.reason is None},
+            sum(s.reason == "holdout" for s in result.sends))
