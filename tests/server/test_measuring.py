@@ -115,3 +115,49 @@ def test_the_uplift_of_a_half_held_out_sequence_is_reported_as_counted(tmp_path:
     (step,) = seq["steps"]
     assert (step["sent"], step["converted"]) == (len(mailed), treated_converted)
     assert step["suppressed"] == {"holdout": USERS - len(mailed)}
+
+
+def test_counters_and_open_goals_survive_a_restart(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path, write_sequences(tmp_path / "seq", OFFER),
+                            PULSEWIRE_SERVER__OPERATOR_TOKEN=TOKEN,
+                            PULSEWIRE_SMTP__PORT="1")  # nothing listens: sends wait, no matter
+    users = 60
+    builders = [BatchBuilder(device=f"device-{i}") for i in range(users)]
+
+    async def stats_of(app) -> admin_pb2.StatsResponse:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{app.grpc_port}") as channel:
+            return await admin_pb2_grpc.AdminStub(channel).Stats(admin_pb2.StatsRequest(),
+                                                                 metadata=AUTH)
+
+    async def first_run() -> admin_pb2.StatsResponse:
+        async with server(settings, ManualClock(T0)) as app, ingest_client(app) as client:
+            await _send_all(client, [
+                b.batch(T0, [(T0, "cart_add", {"cart_id": f"c{i}"})],
+                        email=f"user{i}@example.com") for i, b in enumerate(builders)])
+            return await eventually(lambda: _entered(stats_of(app), users), timeout_s=30)
+
+    async def second_run() -> tuple[admin_pb2.StatsResponse, admin_pb2.StatsResponse]:
+        at = T0 + 3 * DAY
+        async with server(settings, ManualClock(at)) as app, ingest_client(app) as client:
+            again = await stats_of(app)
+            await _send_all(client, [
+                b.batch(at, [(at, "purchase", {"order_id": f"o{i}"})],
+                        email=f"user{i}@example.com") for i, b in enumerate(builders)])
+
+            async def converted():
+                stats = await stats_of(app)
+                return stats if stats.sequences[0].converted == users else None
+            return again, await eventually(converted, timeout_s=30)
+
+    before = asyncio.run(first_run())
+    again, after = asyncio.run(second_run())
+    assert again == before  # every counter, as the files kept them
+    (seq,) = after.sequences
+    assert seq.treated.entered + seq.holdout.entered == users
+    assert (seq.treated.converted, seq.holdout.converted) == (seq.treated.entered,
+                                                              seq.holdout.entered)
+
+
+async def _entered(stats, users: int):
+    stats = await stats
+    return stats if stats.sequences and stats.sequences[0].entered == users else None
