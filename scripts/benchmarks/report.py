@@ -41,6 +41,7 @@ FLOORS = (
     Floor("wire_bytes_per_event", "<= 10 and <= JSON gzip / 10",
           lambda r: r["wire_bytes_per_event"] <= min(10, r["json_gzip_bytes_per_event"] / 10)),
     _at_least("backtest_events_per_s", 300_000),
+    _at_most("backtest_3_variants_over_one_run", 3),
     _at_most("storage_bytes_per_user", 1024),
     _at_most("loader_gzip_bytes", 2048),
 )
@@ -105,6 +106,10 @@ def rows(r: Results) -> list[tuple[str, str, str, str]]:
          "(events/s)", _n(r.get("backtest_events_per_s")),
          f"runs {', '.join(_n(x) for x in r.get('backtest_runs_events_per_s', []))}; engine "
          f"phase {_n(r.get('backtest_engine_events_per_s'))}", "backtest_events_per_s"),
+        ("backtest, 3 variants side by side (--vary), over one run's wall time",
+         _n(r.get("backtest_3_variants_over_one_run")),
+         f"{_n(r.get('backtest_3_variants_wall_s'))} s for the three",
+         "backtest_3_variants_over_one_run"),
         (f"storage, {_n(r.get('storage_users'))} users (bytes per user)",
          _n(r.get("storage_bytes_per_user")),
          f"{_n(r.get('storage_events_per_user'))} events per user", "storage_bytes_per_user"),

@@ -23,9 +23,13 @@ __all__ = ["expire_goals", "note_click", "note_sent", "open_goal", "reached_goal
 
 
 def open_goal(state: UserState, seq: SequenceRules, inst: Instance) -> None:
-    state.goals = [g for g in state.goals if g.sequence != seq.id or g.key != inst.key]
-    state.goals.append(GoalWatch(seq.id, inst.key, inst.started_ms,
-                                 inst.started_ms + seq.goal.within_ms, inst.cohort))
+    goals = state.goals
+    for i, older in enumerate(goals):
+        if older.sequence == seq.id and older.key == inst.key:
+            del goals[i]  # at most one: each entry replaces the last
+            break
+    goals.append(GoalWatch(seq.id, inst.key, inst.started_ms,
+                           inst.started_ms + seq.goal.within_ms, inst.cohort))
 
 
 def watch_of(state: UserState, inst: Instance) -> GoalWatch | None:
