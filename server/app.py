@@ -20,6 +20,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from collector.gen.pulsewire.v1 import admin_pb2, ingest_pb2
@@ -43,6 +44,7 @@ from server.sequences import SequenceSet, load_paths
 from server.storage.shard import Shard, Shards
 from server.web.assets import StaticAssets, asset_routes
 from server.web.collect import Collect, collect_routes
+from server.web.console import Console, ConsoleSources, LiveFeed, console_routes
 from server.web.grpc_web import grpc_web_routes
 from server.web.serving import serve_http
 from server.web.tracking import Tracking, build_web_app
@@ -73,6 +75,8 @@ class App:
     templates: Templates | None = None
     dispatcher: Dispatcher | None = None
     mode: Mode | None = None
+    live: LiveFeed | None = None  # the console's live feed, when the console is on
+    console_port: int = 0  # when the console has a listener of its own
 
     async def apply_events(self, user_key: str, events: Iterable[Event], device: str = "",
                            seq: int = 0) -> None:
@@ -149,6 +153,8 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
     clock = clock or SystemClock()
     sequence_set = load_sequences(settings)
     app = App(settings, clock, [], sequence_set, engine_for(settings, sequence_set))
+    if settings.console.enabled:
+        app.live = LiveFeed(clock.now_ms)
     async with AsyncExitStack() as stack:
         data_dir = Path(settings.server.data_dir)
 
@@ -156,7 +162,9 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
                              timers_until: Callable[[], int] | None = None) -> Shard:
             shard = Shard(index, data_dir / f"shard-{index:03d}.sqlite", app.current_engine, clock,
                           dedup_ttl_ms=settings.ingest.dedup_ttl_s * 1000,
-                          on_outbox=app.outbox_written, observe=app.metrics.shard_observer(),
+                          on_outbox=app.outbox_written,
+                          observe=app.metrics.shard_observer(app.live.applied if app.live
+                                                             else None),
                           timers_until=timers_until)
             await shard.open()
             return shard
@@ -174,7 +182,8 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
                                 lambda: app.engine.rules)
         app.ingestor = ingestor
         app.grpc_port = await _start_grpc(stack, settings, ingestor, admin)
-        app.signer = LinkSigner(link_secret(settings.server.link_secret, data_dir))
+        secret = link_secret(settings.server.link_secret, data_dir)
+        app.signer = LinkSigner(secret)
         app.templates = load_templates(settings, data_dir)
         dispatcher = Dispatcher(settings, app.shards, app.current_templates, app.signer, clock,
                                 metrics, mode.claims, app.apply_events, dkim_signer(settings))
@@ -186,10 +195,15 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
                             settings.server.operator_token)
         app.collect = Collect(settings, ingestor, clock, metrics)
         await stack.enter_async_context(app.collect.releasing())
+        console = _console(app, admin, secret)
         routes = [*grpc_web_routes(settings, ingestor, status_of),
                   *collect_routes(app.collect),
                   *asset_routes(StaticAssets(Path(settings.web.assets_dir))),
-                  *_demo_shop(settings)]
+                  *_demo_shop(settings),
+                  *(console if not settings.console.listen else [])]
+        if console and settings.console.listen:
+            app.console_port = await stack.enter_async_context(
+                serve_http(Starlette(routes=console), settings.console.listen))
         app.http_port = await stack.enter_async_context(
             serve_http(build_web_app(tracking, lambda: routes), settings.server.http_listen))
         log.info("pulsewire: gRPC on port %d, HTTP on port %d, %d shards in %s",
@@ -206,6 +220,15 @@ def _mode(settings: Settings, clock: Clock,
 
         return cluster_node(settings, clock, open_shard)
     return single_process(settings.server.shards, open_shard, clock)
+
+
+def _console(app: App, admin: OperatorActions, secret: bytes) -> list[BaseRoute]:
+    if app.live is None:
+        return []
+    sources = ConsoleSources(app.settings, admin, lambda: app.engine.rules, app.shards,
+                             app.live, app.metrics, app.current_templates, app.reload,
+                             app.clock.now_ms, secret)
+    return console_routes(Console(sources))
 
 
 def _demo_shop(settings: Settings) -> list[BaseRoute]:

@@ -73,6 +73,11 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"pulsewire: gRPC on {settings.server.grpc_listen.rsplit(':', 1)[0]}:"
                   f"{app.grpc_port}\npulsewire: HTTP on "
                   f"{settings.server.http_listen.rsplit(':', 1)[0]}:{app.http_port}", flush=True)
+            if settings.console.enabled:
+                port = app.console_port or app.http_port
+                listen = settings.console.listen or settings.server.http_listen
+                print(f"pulsewire: console on http://{listen.rsplit(':', 1)[0]}:{port}/console/",
+                      flush=True)
             await app.stopped.wait()
 
     try:
@@ -106,6 +111,25 @@ def _catalog_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _console_password(_args: argparse.Namespace) -> int:
+    import getpass
+
+    from server.web.console.auth import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("console-password: the two differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 12:
+        print("console-password: use at least 12 characters", file=sys.stderr)
+        return 1
+    print(hash_password(password))
+    return 0
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """Every subcommand; given the `command` about to run, the other commands' modules are not
     imported (the mail catcher's and the admin client's cost a backtest half a second)."""
@@ -123,6 +147,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, default=None, help="TOML settings file")
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(run=_serve)
+
+    password = sub.add_parser("console-password", help="hash a console account's password for "
+                              "[console.accounts] (reads it from the terminal or stdin)")
+    password.set_defaults(run=_console_password)
 
     catalog = sub.add_parser("catalog", help="the product catalog templates read")
     catalog_actions = catalog.add_subparsers(dest="catalog_action", required=True)

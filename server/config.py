@@ -133,6 +133,23 @@ class ClusterSettings:
 
 
 @dataclass(frozen=True)
+class ConsoleSettings:
+    """The web console at /console/ (server/web/console/): off unless enabled.
+
+    Login with the operator token, or as one of `accounts` (`[console.accounts] name =
+    "scrypt$..."`, hashes from `pulsewire console-password`). `listen` gives the console an
+    address of its own (empty: the server's HTTP listener). `allow_edits` lets the Sequences
+    page save files (keeping the previous one); `history_file` is the history it backtests."""
+
+    enabled: bool = False
+    listen: str = ""
+    allow_edits: bool = False
+    history_file: str = ""
+    session_hours: float = 12.0
+    accounts: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class HoldoutSettings:
     """`[holdout] global = "5%"` (or 0.05): the share of users the site keeps out of every
     sequence's email, drawn stably per user, to measure the programme as a whole."""
@@ -151,6 +168,7 @@ class Settings:
     web: WebSettings = WebSettings()
     cluster: ClusterSettings = ClusterSettings()
     holdout: HoldoutSettings = HoldoutSettings()
+    console: ConsoleSettings = ConsoleSettings()
     sites: tuple[SiteSettings, ...] = ()
 
     def site(self, key: str) -> SiteSettings | None:
@@ -203,6 +221,10 @@ def _build(raw: Mapping[str, Any]) -> Settings:
             values = dict(values)
             settings = replace(settings, cluster=replace(
                 settings.cluster, owners=_owners(values.pop("owners"))))
+        if section == "console" and "accounts" in values:
+            values = dict(values)
+            settings = replace(settings, console=replace(
+                settings.console, accounts=_accounts(values.pop("accounts"))))
         current = getattr(settings, section)
         settings = replace(settings, **{section: _section(section, current, values)})
     if settings.server.shards < 1:
@@ -211,6 +233,18 @@ def _build(raw: Mapping[str, Any]) -> Settings:
     if settings.server.link_secret and len(settings.server.link_secret.encode()) < 16:
         raise ConfigError("server.link_secret must be at least 16 bytes")
     return settings
+
+
+def _accounts(raw: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("console.accounts: must be a table of name = \"scrypt$...\"")
+    accounts = []
+    for name, hashed in raw.items():
+        if not isinstance(hashed, str) or not hashed.startswith("scrypt$"):
+            raise ConfigError(f"console.accounts.{name}: expected a password hash from "
+                              "`pulsewire console-password`, never the password itself")
+        accounts.append((str(name), hashed))
+    return tuple(accounts)
 
 
 def _holdout(values: Mapping[str, Any]) -> HoldoutSettings:

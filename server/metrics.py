@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from server.storage.shard import ShardObserver
+from server.storage.bookkeeping import Seen
+from server.storage.observing import ShardObserver
 
 __all__ = ["Metrics"]
 
@@ -84,12 +85,19 @@ class Metrics:
                                      " context and strings are kept for resumed batches",
                                      registry=r)
 
-    def shard_observer(self) -> ShardObserver:
+    def shard_observer(self, on_applied: Callable[[Sequence[Seen]], None] | None = None,
+                       ) -> ShardObserver:
+        """What shards report, into these metrics; `on_applied` also gets the events each
+        committed group applied (the console's live feed)."""
         metrics = self
 
         class Observer(ShardObserver):
             def commit(self, elapsed_ms: float) -> None:
                 metrics.commit_ms.observe(elapsed_ms)
+
+            def applied(self, seen: Sequence[Seen]) -> None:
+                if on_applied is not None:
+                    on_applied(seen)
 
             def timer_lateness(self, late_ms: int) -> None:
                 metrics.timer_lateness_ms.observe(late_ms)

@@ -10,12 +10,16 @@ rows: pure rules, no I/O (the writer applies them to a group, then writes what t
   `exited`, `converted`, each cohort's `entered:<cohort>` and `converted:<cohort>` (treated,
   holdout, global_holdout), and each split arm's `arm:<name>:entered` and
   `arm:<name>:converted`, counted for treated users only (the held-out are the sequence's
-  control, not an arm's). server/measure/ turns them into rates and comparisons.
+  control, not an arm's). server/measure/ turns them into rates and comparisons. Every
+  counter is also kept per day (`stats_daily`), for figures over a period.
+- Feedback: an open or a click also marks its email in the send log (first one only).
+- What was seen: each event applied, with the sequences it moved, for the console's live page.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +41,7 @@ from server.storage.work import Identity, Ingest
 
 __all__ = [
     "Changes",
+    "Seen",
     "UserRecord",
     "apply_ingest",
     "fire_timer",
@@ -58,9 +63,20 @@ class UserRecord:
     stored: bool = False  # a row exists in the file
 
 
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """An event applied to a user, and the sequences it moved (entered, sent, ended...)."""
+
+    user_key: str
+    name: str
+    at_ms: int
+    props: Mapping[str, Any]
+    moved: tuple[str, ...]
+
+
 @dataclass(slots=True)
 class Changes:
-    """Rows one group writes, gathered before the transaction."""
+    """Rows one group writes, gathered before the transaction; `day` is when it counts."""
 
     users: set[str] = field(default_factory=set)
     dedup: list[tuple[str, int, int, int, str]] = field(default_factory=list)
@@ -68,6 +84,9 @@ class Changes:
     send_log: list[tuple[Any, ...]] = field(default_factory=list)
     stats: dict[tuple[str, int, str], int] = field(default_factory=dict)
     suppress: list[tuple[str, str, int]] = field(default_factory=list)
+    feedback: list[tuple[str, str, int]] = field(default_factory=list)  # (message, kind, at)
+    seen: list[Seen] = field(default_factory=list)
+    day: int = 0
 
     def count(self, sequence: str, step: int, counter: str) -> None:
         key = (sequence, step, counter)
@@ -90,7 +109,10 @@ def apply_ingest(engine: Engine, item: Ingest, user: UserRecord, now: int,
             changes.suppress.append((user.email.lower(), _SUPPRESSING_EVENTS[event.name], now))
         if event.name in _FEEDBACK:
             _count_feedback(event, changes)
-        actions.extend(engine.receive(user.state, event))
+        decided = engine.receive(user.state, event)
+        actions.extend(decided)
+        changes.seen.append(Seen(item.user_key, event.name, event.at_ms, event.props,
+                                 tuple(sorted({a.sequence for a in decided}))))
     actions.extend(engine.advance(user.state, now))
     record(item.user_key, user, actions, now, changes)
 
@@ -122,6 +144,9 @@ def _count_feedback(event: Event, changes: Changes) -> None:
     sequence, step = event.props.get("sequence"), event.props.get("step")
     if isinstance(sequence, str) and isinstance(step, int):
         changes.count(sequence, step, _FEEDBACK[event.name])
+    message = event.props.get("message")
+    if isinstance(message, str):
+        changes.feedback.append((message, _FEEDBACK[event.name], event.at_ms))
 
 
 def record(key: str, user: UserRecord, actions: list[Action], now: int,

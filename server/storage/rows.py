@@ -95,3 +95,9 @@ class ShardRows:
 
     async def stats(self) -> list[tuple[str, int, str, int]]:
         return await sql.stats(self._reading())
+
+    async def daily_stats(self, since_day: int) -> list[tuple[int, str, int, str, int]]:
+        return await sql.daily_stats(self._reading(), since_day)
+
+    async def dead_letters(self) -> int:
+        return await sql.dead_letters(self._reading())

@@ -111,6 +111,20 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
     ("conversions are the engine's goals: the users' last email column goes", """
         ALTER TABLE users DROP COLUMN last_sent;
     """),
+    ("counters by day, opens and clicks per email, dead letters found by index", """
+        CREATE TABLE stats_daily (
+            day INTEGER NOT NULL,          -- days since 1970-01-01 (UTC) when counted
+            sequence TEXT NOT NULL,
+            step INTEGER NOT NULL,
+            counter TEXT NOT NULL,         -- as in stats
+            n INTEGER NOT NULL,
+            PRIMARY KEY (day, sequence, step, counter)
+        ) WITHOUT ROWID;
+        ALTER TABLE send_log ADD COLUMN opened_ms INTEGER;   -- the email's first open
+        ALTER TABLE send_log ADD COLUMN clicked_ms INTEGER;  -- its first tracked click
+        CREATE INDEX send_log_message ON send_log(message_key) WHERE message_key IS NOT NULL;
+        CREATE INDEX outbox_dead ON outbox(id) WHERE status = 'dead';
+    """),
 )
 
 

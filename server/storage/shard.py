@@ -38,6 +38,7 @@ from server.engine import Engine, Event, UserState, encode_state
 from server.errors import ShardClosed
 from server.storage import statements as sql
 from server.storage.bookkeeping import Changes, UserRecord, apply_ingest, fire_timer
+from server.storage.observing import ShardObserver
 from server.storage.rows import ShardRows
 from server.storage.schema import PRAGMAS, migrate
 from server.storage.statements import OutboxRow, SendRow, UserRow
@@ -83,22 +84,6 @@ class Shards(Protocol):
     def __iter__(self) -> Iterator[Shard]: ...
 
     def __getitem__(self, index: int, /) -> Shard: ...
-
-
-class ShardObserver:
-    """What a shard reports as it works; the app passes one that feeds its metrics."""
-
-    def commit(self, elapsed_ms: float) -> None:
-        """A group was applied and committed, `elapsed_ms` from start to COMMIT."""
-
-    def timer_lateness(self, late_ms: int) -> None:
-        """A timer fired `late_ms` after it was due."""
-
-    def item_failed(self, reason: str) -> None:
-        """One item failed alone (its group's others committed); `reason` is its error."""
-
-    def erased_dropped(self) -> None:
-        """A batch for an erased user or from an erased device was acked and dropped."""
 
 
 class Shard(ShardRows):
@@ -229,7 +214,7 @@ class Shard(ShardRows):
         assert self._db is not None
         db, now = self._db, self._clock.now_ms()
         started = time.perf_counter()
-        changes = Changes()
+        changes = Changes(day=now // 86_400_000)
         results: list[Any] = []
         # Timers due now are taken off the heap once per group (the first FireTimers fires
         # them all), and put back if the group fails, so none is lost.
@@ -271,6 +256,7 @@ class Shard(ShardRows):
                 items[0].future.set_exception(err)
             return
         self._observe.commit((time.perf_counter() - started) * 1000)
+        self._observe.applied(changes.seen)
         for item in items:
             if isinstance(item, Erase):
                 self._erased |= item.tombstones

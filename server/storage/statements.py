@@ -32,6 +32,11 @@ __all__ = [
 Db = aiosqlite.Connection
 _STATS_UPSERT = ("INSERT INTO stats VALUES (?, ?, ?, ?) ON CONFLICT(sequence, step, counter)"
                  " DO UPDATE SET n = n + excluded.n")  # (sequence, step, counter, by how much)
+_DAILY_UPSERT = ("INSERT INTO stats_daily VALUES (?, ?, ?, ?, ?)"
+                 " ON CONFLICT(day, sequence, step, counter) DO UPDATE SET n = n + excluded.n")
+_FEEDBACK_MARK = {  # the email's first open or click, by its message key
+    kind: f"UPDATE send_log SET {kind}_ms = ? WHERE message_key = ? AND {kind}_ms IS NULL"
+    for kind in ("opened", "clicked")}
 _USER_COLUMNS = "key, email, email_verified, user_id, timezone, state"
 
 
@@ -69,6 +74,8 @@ class SendRow:
     at_ms: int
     status: str
     reason: str
+    opened_ms: int | None = None
+    clicked_ms: int | None = None
 
 
 async def _rows(db: Db, query: str, params: Iterable[Any] = ()) -> list[tuple[Any, ...]]:
@@ -138,6 +145,10 @@ async def write_changes(db: Db, users: list[tuple[Any, ...]], changes: Changes) 
     if changes.stats:
         await db.executemany(_STATS_UPSERT,
                              [(s, st, c, n) for (s, st, c), n in changes.stats.items()])
+        await db.executemany(_DAILY_UPSERT, [(changes.day, s, st, c, n)
+                                             for (s, st, c), n in changes.stats.items()])
+    for message, kind, at_ms in changes.feedback:
+        await db.execute(_FEEDBACK_MARK[kind], (at_ms, message))
     if changes.suppress:
         await db.executemany("INSERT OR IGNORE INTO suppression VALUES (?,?,?)",
                              changes.suppress)
@@ -325,14 +336,27 @@ async def devices_of(db: Db, user_key: str) -> list[str]:
 
 async def recent_sends(db: Db, user_key: str, limit: int) -> list[SendRow]:
     return [SendRow(*row) for row in await _rows(
-        db, "SELECT sequence, template, at_ms, status, coalesce(reason, '') FROM send_log"
-            " WHERE user_key = ? ORDER BY at_ms DESC LIMIT ?", (user_key, limit))]
+        db, "SELECT sequence, template, at_ms, status, coalesce(reason, ''), opened_ms,"
+            " clicked_ms FROM send_log WHERE user_key = ? ORDER BY at_ms DESC LIMIT ?",
+        (user_key, limit))]
 
 
 async def stats(db: Db) -> list[tuple[str, int, str, int]]:
     """(sequence, step, counter, n) of every counter."""
     return [(s, st, c, n) for s, st, c, n in await _rows(
         db, "SELECT sequence, step, counter, n FROM stats")]
+
+
+async def daily_stats(db: Db, since_day: int) -> list[tuple[int, str, int, str, int]]:
+    """(day, sequence, step, counter, n) of every day from `since_day` on."""
+    return [(d, s, st, c, n) for d, s, st, c, n in await _rows(
+        db, "SELECT day, sequence, step, counter, n FROM stats_daily WHERE day >= ?",
+        (since_day,))]
+
+
+async def dead_letters(db: Db) -> int:
+    """Emails given up on after every attempt."""
+    return int((await _rows(db, "SELECT count(*) FROM outbox WHERE status = 'dead'"))[0][0])
 
 
 def file_log_position(path: Path) -> int:

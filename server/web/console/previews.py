@@ -1,0 +1,132 @@
+"""Email previews: every template rendered as the dispatcher would, for a sample user, the first
+product of the catalog and the vars of the sequences that send it, with warnings a person
+should see before mail goes out: a template that fails to render, a product the catalog does
+not have or one with empty fields, a link left as it is (not a tracked http(s) link), and a
+variable no sequence sending the template gives.
+
+Links are signed with a key made for the preview alone, so clicking one inside a preview never
+counts as a click of anyone's.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, meta
+
+from server.engine import Rules
+from server.engine.rules import SendRule
+from server.errors import RenderError
+from server.mail.catalog import Catalog, Product
+from server.mail.links import LinkBuilder
+from server.mail.render import RenderedEmail, Templates, send_context
+from server.mail.tokens import LinkSigner
+
+__all__ = ["Preview", "frame_headers", "preview_all"]
+
+SAMPLE_EMAIL, SAMPLE_USER_ID = "sam.sample@example.com", "sample-user"
+SAMPLE_TRAITS = {"first_name": "Sam"}
+_PRODUCT_FIELDS = ("name", "url", "image_url")
+_KNOWN = {"user", "product", "format_price", "unsubscribe_url", "range", "dict", "namespace"}
+
+
+@dataclass
+class Preview:
+    name: str
+    sequences: list[str]
+    email: RenderedEmail | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def preview_all(templates: Templates, template_dir: Path, catalog: Catalog | None,
+                rules: Rules, public_url: str) -> list[Preview]:
+    senders = _senders(rules)
+    sample = _sample_product(catalog)
+    links = LinkBuilder(public_url, LinkSigner(secrets.token_bytes(32)), "preview",
+                        "preview-message", SAMPLE_EMAIL)
+    out = []
+    for name in templates.names():
+        uses = senders.get(name, [])
+        preview = Preview(name, sorted({seq for seq, _ in uses}))
+        step_vars = uses[0][1] if uses else {}
+        given = {"sku": sample.sku if sample else "", "product_id": sample.sku if sample else "",
+                 "cart_id": "cart-sample", **step_vars}
+        context = send_context(given, email=SAMPLE_EMAIL, user_id=SAMPLE_USER_ID,
+                               traits=SAMPLE_TRAITS)
+        try:
+            preview.email = templates.render(name, context, links)
+        except RenderError as err:
+            preview.warnings.append(f"does not render: {err}")
+        else:
+            preview.warnings += _link_warnings(preview.email.html, public_url)
+        preview.warnings += _product_warnings(sample, catalog)
+        preview.warnings += _missing_vars(template_dir, name, set(given))
+        out.append(preview)
+    return out
+
+
+def _senders(rules: Rules) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for seq_id, seq in sorted(rules.sequences.items()):
+        for step in seq.steps:
+            if isinstance(step, SendRule):
+                found.setdefault(step.template, []).append((seq_id, dict(step.vars)))
+    return found
+
+
+def _sample_product(catalog: Catalog | None) -> Product | None:
+    if catalog is None:
+        return None
+    skus = catalog.skus()
+    return catalog.get(skus[0]) if skus else None
+
+
+def _product_warnings(sample: Product | None, catalog: Catalog | None) -> list[str]:
+    if catalog is None or sample is None:
+        return ["the catalog is empty: product(sku) renders nothing "
+                "(pulsewire catalog import products.csv)"]
+    empty = [f for f in _PRODUCT_FIELDS if not getattr(sample, f)]
+    return [f"the sample product {sample.sku!r} has no {', '.join(empty)}"] if empty else []
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.hrefs += [v or "" for k, v in attrs if k == "href"]
+
+
+def _link_warnings(page: str, public_url: str) -> list[str]:
+    finder = _Links()
+    finder.feed(page)
+    base = public_url.rstrip("/")
+    tracked = (f"{base}/c/", f"{base}/u/")
+    return [f"link not tracked: {href!r} (only http and https links are)"
+            for href in finder.hrefs if not href.startswith(tracked)]
+
+
+def _missing_vars(template_dir: Path, name: str, given: set[str]) -> list[str]:
+    names: set[str] = set()
+    env = Environment(autoescape=False)
+    for suffix in (".subject.txt", ".html", ".txt"):
+        path = template_dir / f"{name}{suffix}"
+        if path.exists():
+            names |= meta.find_undeclared_variables(env.parse(path.read_text(encoding="utf-8")))
+    missing = sorted(names - given - _KNOWN)
+    return [f"uses {{{{ {v} }}}}, which no sequence sending it gives (renders empty unless "
+            "the entry event or a segment has it)" for v in missing]
+
+
+def frame_headers() -> dict[str, str]:
+    """A preview's HTML is someone's template: it runs sandboxed, with nothing of the page."""
+    return {"Content-Security-Policy": "sandbox; default-src 'none'; img-src http: https: data:;"
+            " style-src 'unsafe-inline'; font-src http: https: data:",
+            "X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+
