@@ -199,12 +199,12 @@ async def _sequence(c: Console, request: Request, session: Session) -> Response:
     return c.page(request, session, "sequence.html", period=period, **figures)
 
 
-def _previews_of(c: Console) -> list[Any]:
+def _previews_of(c: Console, only: str | None = None) -> list[Any]:
     settings = c.sources.settings
     catalog_path = Path(settings.server.data_dir) / "catalog.sqlite"
     catalog = Catalog.open(catalog_path) if catalog_path.exists() else None
     return preview_all(c.sources.templates(), Path(settings.templates.dir), catalog,
-                       c.sources.rules(), settings.server.public_url)
+                       c.sources.rules(), settings.server.public_url, only)
 
 
 async def _previews(c: Console, request: Request, session: Session) -> Response:
@@ -214,7 +214,7 @@ async def _previews(c: Console, request: Request, session: Session) -> Response:
 
 async def _preview_frame(c: Console, request: Request) -> Response:
     name = request.path_params["name"]
-    previews = await asyncio.to_thread(_previews_of, c)
+    previews = await asyncio.to_thread(_previews_of, c, name)
     found = next((p for p in previews if p.name == name and p.email is not None), None)
     if found is None or found.email is None:
         return Response("no such preview\n", 404, headers=_HEADERS)

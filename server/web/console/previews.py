@@ -43,13 +43,16 @@ class Preview:
 
 
 def preview_all(templates: Templates, template_dir: Path, catalog: Catalog | None,
-                rules: Rules, public_url: str) -> list[Preview]:
+                rules: Rules, public_url: str, only: str | None = None) -> list[Preview]:
+    """Every template's preview (or the one named `only`)."""
     senders = _senders(rules)
     sample = _sample_product(catalog)
     links = LinkBuilder(public_url, LinkSigner(secrets.token_bytes(32)), "preview",
                         "preview-message", SAMPLE_EMAIL)
     out = []
     for name in templates.names():
+        if only is not None and name != only:
+            continue
         uses = senders.get(name, [])
         preview = Preview(name, sorted({seq for seq, _ in uses}))
         step_vars = uses[0][1] if uses else {}
