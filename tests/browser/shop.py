@@ -8,7 +8,7 @@ import base64
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,7 +128,10 @@ def _in_full(ingestor: Ingestor, batch: batch_pb2.Batch) -> batch_pb2.Batch:
 
 @asynccontextmanager
 async def shop(tmp: Path, *, wait: str = "6s", mode: str = "browser",
-               endpoint: str = "") -> AsyncIterator[Shop]:
+               endpoint: str = "", sequences: tuple[str, ...] = (),
+               env: Mapping[str, str] | None = None) -> AsyncIterator[Shop]:
+    """The server in demo mode; `sequences` run beside the two above, `env` overrides or adds
+    settings (e.g. the console on, with an operator token)."""
     async with MailCatcher(tmp / "mail", smtp_port=0, http_port=0) as catcher:
         environ = {
             "PULSEWIRE_SERVER__GRPC_LISTEN": "127.0.0.1:0",
@@ -136,7 +139,7 @@ async def shop(tmp: Path, *, wait: str = "6s", mode: str = "browser",
             "PULSEWIRE_SERVER__DATA_DIR": str(tmp / "data"),
             "PULSEWIRE_SERVER__SHARDS": "2",
             "PULSEWIRE_SEQUENCES__DIR": str(write_sequences(
-                tmp / "seq", ENGAGED_CART.replace("WAIT", wait), CART_SEEN)),
+                tmp / "seq", ENGAGED_CART.replace("WAIT", wait), CART_SEEN, *sequences)),
             "PULSEWIRE_TEMPLATES__DIR": str(EXAMPLES / "templates"),
             "PULSEWIRE_SMTP__PORT": str(catcher.smtp_port),
             "PULSEWIRE_WEB__ASSETS_DIR": str(ROOT / "build" / "web"),
@@ -146,6 +149,7 @@ async def shop(tmp: Path, *, wait: str = "6s", mode: str = "browser",
             "PULSEWIRE_WEB__DEMO_LOADER_ENDPOINT": endpoint,
             "PULSEWIRE_SITES": f'[{{key="{SITE_KEY}", secret="{SITE_SECRET}", '
                                f'batch_max_age_ms=500, signals={SIGNALS}}}]',
+            **(env or {}),
         }
         settings = load_settings(None, environ)
         Catalog.open(tmp / "data" / "catalog.sqlite").import_csv(EXAMPLES / "catalog.csv")

@@ -67,15 +67,15 @@ class Console:
             request=request, session=session, csrf=csrf, periods=list(PERIODS), **values)
         return HTMLResponse(body, status, headers=_HEADERS)
 
-    def guard(self, handler: Handler, *, form: bool = False) -> Callable[[Request],
-                                                                          Awaitable[Response]]:
+    def guard(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """`handler` for a logged-in session only, and a POST only with its CSRF token."""
         async def guarded(request: Request) -> Response:
             session = self.sessions.read(request.cookies.get(COOKIE))
             if session is None:
                 if request.method == "GET":
                     return RedirectResponse("/console/login", 303, headers=_HEADERS)
                 return Response("log in first\n", 401, headers=_HEADERS)
-            if form or request.method == "POST":
+            if request.method == "POST":
                 try:
                     fields = await _form(request)
                 except (BodyTooLarge, BodyTooSlow) as err:

@@ -13,6 +13,10 @@ from server.web.console.figures import ConsoleSources
 
 __all__ = ["user_page"]
 
+_KINDS = {"SendRule": "send (held by quiet hours)", "WaitRule": "wait",
+          "WaitForRule": "wait_for", "BranchRule": "branch", "SplitRule": "split",
+          "JumpRule": "the end of an arm", "ExitStepRule": "exit"}
+
 
 async def user_page(sources: ConsoleSources, who: str) -> dict[str, Any] | None:
     found = await find_users(sources.shards, who)
@@ -27,9 +31,9 @@ async def user_page(sources: ConsoleSources, who: str) -> dict[str, Any] | None:
         seq = rules.sequences.get(inst.sequence)
         step = seq.steps[inst.step] if seq is not None and inst.step < len(seq.steps) else None
         instances.append({"sequence": inst.sequence, "key": inst.key, "step": inst.step,
-                          "at": type(step).__name__.removesuffix("Rule").lower() if step
-                          else "", "due_ms": inst.due_ms, "arm": inst.arm,
-                          "cohort": inst.cohort, "started_ms": inst.started_ms})
+                          "at": _KINDS.get(type(step).__name__, "") if step else "",
+                          "due_ms": inst.due_ms, "arm": inst.arm, "cohort": inst.cohort,
+                          "started_ms": inst.started_ms})
     return {
         "key": row.key, "email": row.email or "", "verified": row.verified,
         "user_id": user_id, "traits": traits, "timezone": row.timezone or "",

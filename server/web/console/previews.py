@@ -2,7 +2,7 @@
 product of the catalog and the vars of the sequences that send it, with warnings a person
 should see before mail goes out: a template that fails to render, a product the catalog does
 not have or one with empty fields, a link left as it is (not a tracked http(s) link), and a
-variable no sequence sending the template gives.
+variable that neither the sequences sending the template nor any segment's content rules give.
 
 Links are signed with a key made for the preview alone, so clicking one inside a preview never
 counts as a click of anyone's.
@@ -16,7 +16,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, meta
+from jinja2 import Environment, meta, nodes
 
 from server.engine import Rules
 from server.engine.rules import SendRule
@@ -31,6 +31,15 @@ __all__ = ["Preview", "frame_headers", "preview_all"]
 SAMPLE_EMAIL, SAMPLE_USER_ID = "sam.sample@example.com", "sample-user"
 SAMPLE_TRAITS = {"first_name": "Sam"}
 _PRODUCT_FIELDS = ("name", "url", "image_url")
+# What an entry event of each kind carries (server/ingest/batches.py), for the sample send.
+_ENTRY_PROPS = {
+    "cart_add": ("sku", "qty", "price_minor", "cart_id", "currency"),
+    "cart_remove": ("sku", "qty", "price_minor", "cart_id", "currency"),
+    "checkout_start": ("cart_id", "value_minor", "currency"),
+    "purchase": ("order_id", "value_minor", "currency", "cart_id"),
+    "page_view": ("path", "title", "referrer"),
+    "product_view": ("sku", "product_id", "path"),
+}
 _KNOWN = {"user", "product", "format_price", "unsubscribe_url", "range", "dict", "namespace"}
 
 
@@ -54,10 +63,11 @@ def preview_all(templates: Templates, template_dir: Path, catalog: Catalog | Non
         if only is not None and name != only:
             continue
         uses = senders.get(name, [])
-        preview = Preview(name, sorted({seq for seq, _ in uses}))
-        step_vars = uses[0][1] if uses else {}
-        given = {"sku": sample.sku if sample else "", "product_id": sample.sku if sample else "",
-                 "cart_id": "cart-sample", **step_vars}
+        preview = Preview(name, sorted({seq for seq, _, _ in uses}))
+        entry, step_vars = (uses[0][1], uses[0][2]) if uses else ("", {})
+        given = {**_sample_props(entry, sample), **step_vars}
+        known = set(given).union(*(set(v) | set(_ENTRY_PROPS.get(e, ())) for _, e, v in uses),
+                                 *(set(seg.vars) for seg in rules.segments.values()))
         context = send_context(given, email=SAMPLE_EMAIL, user_id=SAMPLE_USER_ID,
                                traits=SAMPLE_TRAITS)
         try:
@@ -67,18 +77,33 @@ def preview_all(templates: Templates, template_dir: Path, catalog: Catalog | Non
         else:
             preview.warnings += _link_warnings(preview.email.html, public_url)
         preview.warnings += _product_warnings(sample, catalog)
-        preview.warnings += _missing_vars(template_dir, name, set(given))
+        preview.warnings += _missing_vars(template_dir, name, known)
         out.append(preview)
     return out
 
 
-def _senders(rules: Rules) -> dict[str, list[tuple[str, dict[str, Any]]]]:
-    found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+def _senders(rules: Rules) -> dict[str, list[tuple[str, str, dict[str, Any]]]]:
+    """template -> (sequence, its entry event, the step's vars) of every step sending it."""
+    found: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
     for seq_id, seq in sorted(rules.sequences.items()):
         for step in seq.steps:
             if isinstance(step, SendRule):
-                found.setdefault(step.template, []).append((seq_id, dict(step.vars)))
+                found.setdefault(step.template, []).append(
+                    (seq_id, seq.entry_event or "", dict(step.vars)))
     return found
+
+
+def _sample_props(entry: str, product: Product | None) -> dict[str, Any]:
+    """What the entry event would carry, with the sample product in it."""
+    sku = product.sku if product else "sample-sku"
+    price = product.price_minor if product else 4900
+    currency = product.currency if product else "EUR"
+    values: dict[str, Any] = {
+        "sku": sku, "product_id": sku, "qty": 1, "price_minor": price, "cart_id": "cart-sample",
+        "currency": currency, "value_minor": price, "order_id": "order-sample",
+        "path": f"/product/{sku}", "title": product.name if product else "", "referrer": ""}
+    keys = _ENTRY_PROPS.get(entry, ("sku", "product_id", "cart_id"))
+    return {k: values[k] for k in keys}
 
 
 def _sample_product(catalog: Catalog | None) -> Product | None:
@@ -121,10 +146,20 @@ def _missing_vars(template_dir: Path, name: str, given: set[str]) -> list[str]:
     for suffix in (".subject.txt", ".html", ".txt"):
         path = template_dir / f"{name}{suffix}"
         if path.exists():
-            names |= meta.find_undeclared_variables(env.parse(path.read_text(encoding="utf-8")))
+            tree = env.parse(path.read_text(encoding="utf-8"))
+            names |= meta.find_undeclared_variables(tree) - _imported(tree)
     missing = sorted(names - given - _KNOWN)
-    return [f"uses {{{{ {v} }}}}, which no sequence sending it gives (renders empty unless "
-            "the entry event or a segment has it)" for v in missing]
+    return [f"uses {{{{ {v} }}}}, which none of the sequences sending it gives (renders empty "
+            "unless the entry event or a segment has it)" for v in missing]
+
+
+def _imported(tree: nodes.Template) -> set[str]:
+    """Names a template brings in itself: imported macros and modules, its own macros."""
+    found = {m.name for m in tree.find_all(nodes.Macro)}
+    found |= {i.target for i in tree.find_all(nodes.Import)}
+    for imported in tree.find_all(nodes.FromImport):
+        found |= {n[1] if isinstance(n, tuple) else n for n in imported.names}
+    return found
 
 
 def frame_headers() -> dict[str, str]:
