@@ -46,6 +46,7 @@ from server.web.assets import StaticAssets, asset_routes
 from server.web.collect import Collect, collect_routes
 from server.web.console import Console, ConsoleSources, LiveFeed, console_routes
 from server.web.grpc_web import grpc_web_routes
+from server.web.segment_source import SegmentSource, segment_routes
 from server.web.serving import serve_http
 from server.web.tracking import Tracking, build_web_app
 
@@ -200,6 +201,8 @@ async def running(settings: Settings, *, clock: Clock | None = None) -> AsyncIte
                   *collect_routes(app.collect),
                   *asset_routes(StaticAssets(Path(settings.web.assets_dir))),
                   *_demo_shop(settings),
+                  *(segment_routes(SegmentSource(settings, ingestor, metrics))
+                    if settings.segment.enabled else []),
                   *(console if not settings.console.listen else [])]
         if console and settings.console.listen:
             app.console_port = await stack.enter_async_context(

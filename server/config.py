@@ -93,6 +93,7 @@ class DispatchSettings:
 class SiteSettings:
     key: str
     secret: str = field(repr=False)
+    server_key: str = field(default="", repr=False)  # the Segment source's backend write key
     origins: tuple[str, ...] = ()
     # [sites.signals]: the collector's thresholds and idle time for this site's pages
     signals: SignalSettings = field(default_factory=SignalSettings)
@@ -150,6 +151,16 @@ class ConsoleSettings:
 
 
 @dataclass(frozen=True)
+class SegmentSettings:
+    """The Segment-spec HTTP source (/v1/track, /v1/batch, ...): on unless disabled.
+    `events` maps Segment event names to pulsewire's (`[segment.events] "Product Added" =
+    "cart_add"`); empty: server/ingest/segment.py's DEFAULT_EVENTS."""
+
+    enabled: bool = True
+    events: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class HoldoutSettings:
     """`[holdout] global = "5%"` (or 0.05): the share of users the site keeps out of every
     sequence's email, drawn stably per user, to measure the programme as a whole."""
@@ -169,6 +180,7 @@ class Settings:
     cluster: ClusterSettings = ClusterSettings()
     holdout: HoldoutSettings = HoldoutSettings()
     console: ConsoleSettings = ConsoleSettings()
+    segment: SegmentSettings = SegmentSettings()
     sites: tuple[SiteSettings, ...] = ()
 
     def site(self, key: str) -> SiteSettings | None:
@@ -221,6 +233,10 @@ def _build(raw: Mapping[str, Any]) -> Settings:
             values = dict(values)
             settings = replace(settings, cluster=replace(
                 settings.cluster, owners=_owners(values.pop("owners"))))
+        if section == "segment" and "events" in values:
+            values = dict(values)
+            settings = replace(settings, segment=replace(
+                settings.segment, events=_names("segment.events", values.pop("events"))))
         if section == "console" and "accounts" in values:
             values = dict(values)
             settings = replace(settings, console=replace(
@@ -233,6 +249,13 @@ def _build(raw: Mapping[str, Any]) -> Settings:
     if settings.server.link_secret and len(settings.server.link_secret.encode()) < 16:
         raise ConfigError("server.link_secret must be at least 16 bytes")
     return settings
+
+
+def _names(where: str, raw: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(raw, Mapping) or not all(
+            isinstance(v, str) and v for v in raw.values()):
+        raise ConfigError(f"{where}: must be a table of \"Their Name\" = \"our_name\"")
+    return tuple((str(k), str(v)) for k, v in raw.items())
 
 
 def _accounts(raw: Any) -> tuple[tuple[str, str], ...]:
@@ -324,7 +347,8 @@ def _coerce(where: str, kind: Any, value: Any) -> Any:
 def _site(index: int, raw: Any) -> SiteSettings:
     if not isinstance(raw, Mapping) or not raw.get("key") or not raw.get("secret"):
         raise ConfigError(f"sites[{index}]: needs key and secret")
-    unknown = set(raw) - {"key", "secret", "origins", "signals", "batch_max_age_ms"}
+    unknown = set(raw) - {"key", "secret", "origins", "signals", "batch_max_age_ms",
+                          "server_key"}
     if unknown:
         raise ConfigError(f"sites[{index}]: unknown key(s) {sorted(unknown)}")
     periods = {}
@@ -333,7 +357,11 @@ def _site(index: int, raw: Any) -> SiteSettings:
             if not isinstance(raw[name], int) or raw[name] < 1:
                 raise ConfigError(f"sites[{index}].{name}: expected a positive int")
             periods[name] = raw[name]
-    return SiteSettings(str(raw["key"]), str(raw["secret"]),
+    server_key = str(raw.get("server_key", ""))
+    if server_key and (len(server_key) < 16 or server_key == str(raw["key"])):
+        raise ConfigError(f"sites[{index}].server_key: a secret of at least 16 characters, "
+                          "not the public key")
+    return SiteSettings(str(raw["key"]), str(raw["secret"]), server_key,
                         tuple(str(o) for o in raw.get("origins", ())),
                         _signals(f"sites[{index}].signals", raw.get("signals", {})), **periods)
 

@@ -81,6 +81,9 @@ class Metrics:
         self.raw_batches = Counter("pulsewire_raw_batches", "Batches made from raw signals, by"
                                    " what the ingest said (accepted, duplicate, refused,"
                                    " deferred, expired)", ["outcome"], registry=r)
+        self.segment_messages = Counter("pulsewire_segment_messages", "Segment-spec messages,"
+                                        " by outcome (accepted, refused)", ["outcome"],
+                                        registry=r)
         self.resumed_streams = Gauge("pulsewire_resumed_streams", "Streams whose site, device,"
                                      " context and strings are kept for resumed batches",
                                      registry=r)
