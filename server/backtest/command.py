@@ -38,6 +38,7 @@ from server.backtest.variants import (
     parse_variant,
     parse_vary,
 )
+from server.config import ConfigError, load_settings
 from server.engine import Engine, compile_rules
 from server.errors import InvalidSequence
 from server.sequences import SequenceSet
@@ -62,6 +63,9 @@ def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the site's holdout, as the server's [holdout] global (\"5%%\")")
     parser.add_argument("--events", required=True, type=Path, metavar="FILE",
                         help="the history: CSV with a header, or JSON Lines")
+    parser.add_argument("--config", type=Path, default=None, metavar="FILE",
+                        help="the server's TOML settings: a Segment export's events are "
+                        "named by its [segment.events]")
     parser.add_argument("--rename", action="append", default=[], type=_rename_pair,
                         metavar="OLD=NEW", help="read event OLD as NEW (repeatable)")
     parser.add_argument("--format", choices=("table", "json"), default="table",
@@ -80,6 +84,11 @@ def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_backtest_command(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    try:
+        args.segment_events = _segment_events(args)
+    except ConfigError as err:
+        print(f"backtest: {err}", file=sys.stderr)
+        return 2
     if args.variant or args.vary:
         return _run_variants(args, started)
     if not args.sequences:
@@ -114,11 +123,18 @@ def _replay(args: argparse.Namespace, sequence_set: SequenceSet) -> tuple[Replay
     engine = Engine(compile_rules(sequence_set), unknown_users_mailable=True,
                     global_holdout=args.global_holdout)
     history = HistoryFile(args.events, dict(args.rename), strict=args.strict,
-                          wanted=engine.rules.plans)
+                          wanted=engine.rules.plans, segment_events=args.segment_events)
     with _cyclic_gc_paused():
         result = _fast_replay(engine, history, args.until, args.workers) or replay_history(
             engine, history, args.until)
     return result, history
+
+
+def _segment_events(args: argparse.Namespace) -> dict[str, str] | None:
+    if args.config is None:
+        return None
+    settings = load_settings(args.config, os.environ)
+    return dict(settings.segment.events) or None
 
 
 def _run_variants(args: argparse.Namespace, started: float) -> int:

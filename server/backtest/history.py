@@ -7,6 +7,12 @@ milliseconds. A `timezone` column or key sets the event's time zone; every other
 becomes an event property, and empty CSV cells and JSON nulls are left out. CSV values stay
 text: the engine's matching reads them as numbers where a rule asks for a number.
 
+A JSON Lines row in Segment's format (a `type` of track, identify, page, screen, alias or
+group, with a `userId` or `anonymousId`: a Segment or RudderStack export) is read as the
+server's Segment source takes it (server/ingest/segment.py, with the `[segment.events]` mapping
+given): its user is the userId (else the anonymousId), its event the mapped one with the same
+properties the server would apply; an identify or alias adds no row.
+
 A malformed row is skipped and recorded with its 1-based line number in `problems`; in strict
 mode the first one raises MalformedRow instead. A file that cannot be read at all (missing,
 not UTF-8, a CSV header without the required columns) raises UnreadableHistory.
@@ -42,6 +48,9 @@ __all__ = [
 ]
 
 REQUIRED_COLUMNS = ("user_id", "event", "timestamp")
+# A row with one of these types is a Segment message (server/ingest/segment.py's TYPES; that
+# module, and the ingest package with it, is imported only when a history has one).
+SEGMENT_TYPES = frozenset({"track", "identify", "page", "screen", "alias", "group"})
 TIMEZONE_COLUMN = "timezone"
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -101,6 +110,7 @@ class HistoryFile:
     rename: Mapping[str, str] = field(default_factory=dict)  # event name in file -> name fed
     strict: bool = False
     wanted: Container[str] | None = None  # names whose properties are read; None: all
+    segment_events: Mapping[str, str] | None = None  # [segment.events]; None: the defaults
     problems: list[RowProblem] = field(default_factory=list)  # rows skipped by the last read
 
     def __iter__(self) -> Iterator[HistoryRow]:
@@ -112,8 +122,11 @@ class HistoryFile:
         self.problems.clear()
         try:
             with self.path.open(encoding="utf-8-sig", newline="") as stream:
-                read = _csv_blocks if self._is_csv(stream) else _jsonl_blocks
-                yield from read(stream, self.rename, self._skip, self.wanted, size)
+                if self._is_csv(stream):
+                    yield from _csv_blocks(stream, self.rename, self._skip, self.wanted, size)
+                else:
+                    yield from _jsonl_blocks(stream, self.rename, self._skip,
+                                             self.segment_events, size)
         except OSError as err:
             raise UnreadableHistory(f"{self.path}: cannot read: {err.strerror}") from None
         except UnicodeDecodeError:
@@ -248,13 +261,14 @@ def _empty_field_message(user: str, name: str) -> str:
 
 
 def _jsonl_blocks(stream: IO[str], rename: Mapping[str, str], skip: _Skip,
-                  _wanted: Container[str] | None, size: int) -> Iterator[list[HistoryRow]]:
+                  segment_events: Mapping[str, str] | None,
+                  size: int) -> Iterator[list[HistoryRow]]:
     block: list[HistoryRow] = []
     for line, text in enumerate(stream, start=1):
         if not text.strip():
             continue
         try:
-            block.append(_jsonl_row(text, rename))
+            block.extend(_jsonl_rows(text, rename, segment_events))
         except ValueError as err:
             skip(line, str(err))
         if len(block) >= size:
@@ -264,13 +278,31 @@ def _jsonl_blocks(stream: IO[str], rename: Mapping[str, str], skip: _Skip,
         yield block
 
 
-def _jsonl_row(text: str, rename: Mapping[str, str]) -> HistoryRow:
+def _jsonl_rows(text: str, rename: Mapping[str, str],
+                segment_events: Mapping[str, str] | None) -> list[HistoryRow]:
     try:
         record = json.loads(text)
     except json.JSONDecodeError as err:
         raise ValueError(f"not JSON: {err.msg} at column {err.colno}") from None
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")
+    if record.get("type") in SEGMENT_TYPES and ("userId" in record or "anonymousId" in record):
+        return _segment_rows(record, rename, segment_events)
+    return [_jsonl_row(record, rename)]
+
+
+def _segment_rows(record: dict[str, Any], rename: Mapping[str, str],
+                  segment_events: Mapping[str, str] | None) -> list[HistoryRow]:
+    from server.ingest.segment import DEFAULT_EVENTS, MessageRefused, exported_events
+
+    try:
+        user, events = exported_events(record, segment_events or DEFAULT_EVENTS)
+    except (MessageRefused, PulsewireError) as err:
+        raise ValueError(f"a Segment message the server would refuse: {err}") from None
+    return [(user, rename.get(name, name), at_ms, props, None) for name, at_ms, props in events]
+
+
+def _jsonl_row(record: dict[str, Any], rename: Mapping[str, str]) -> HistoryRow:
     user, name = _required_text(record, "user_id"), _required_text(record, "event")
     if record.get("timestamp") in ("", None):
         raise ValueError("timestamp is missing")

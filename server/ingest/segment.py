@@ -33,7 +33,7 @@ from collector.gen.pulsewire.v1 import batch_pb2
 from collector.identity import sign_identity
 from collector.track import InvalidTrack, tracked_event
 
-__all__ = ["DEFAULT_EVENTS", "MessageRefused", "message_batch"]
+__all__ = ["DEFAULT_EVENTS", "TYPES", "MessageRefused", "exported_events", "message_batch"]
 
 DEFAULT_EVENTS = {
     "Product Viewed": "product_view",
@@ -174,3 +174,19 @@ def _instant(value: Any, field: str) -> int | None:
     if moment.tzinfo is None:
         raise MessageRefused(f"{field}: {value[:40]!r} has no time zone")
     return int(moment.timestamp() * 1000)
+
+
+def exported_events(message: Mapping[str, Any],
+                    events: Mapping[str, str]) -> tuple[str, list[tuple[str, int, dict[str, Any]]]]:
+    """A message of a Segment export as a history's rows: its user (userId, else anonymousId)
+    and the engine's events with their times, exactly as the server would apply them."""
+    from server.config import IngestSettings, SiteSettings
+    from server.ingest.batches import decode_batch
+
+    batch = message_batch(message, site_key="export", site_secret="export", trusted=True,
+                          events=events)
+    at = batch.base_time_ms or 1
+    batch.sent_at_ms = 0  # an export's times are the corrected ones
+    decoded = decode_batch(batch, SiteSettings("export", "export"), IngestSettings(), at)
+    user = _id(message, "userId") or _id(message, "anonymousId")
+    return user, [(e.name, e.at_ms, dict(e.props)) for e in decoded.events]
