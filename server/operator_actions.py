@@ -10,6 +10,7 @@ call goes through the log to every shard's owner (server/cluster/), which does i
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
@@ -43,8 +44,10 @@ class OperatorReach(Protocol):
 
 async def find_users(shards: Shards, who: str) -> list[tuple[Shard, UserRow]]:
     """Users named by a routing key, a user id, an email or a device id, on `shards`."""
-    if "@" in who:
-        return [(shard, row) for shard in shards for row in await shard.users_by_email(who)]
+    if "@" in who:  # every shard at once: each looks it up by index
+        held = list(shards)
+        by_shard = await asyncio.gather(*(shard.users_by_email(who) for shard in held))
+        return [(shard, row) for shard, rows in zip(held, by_shard, strict=True) for row in rows]
     found = []
     for key in keys_for(who):
         shard = shards[shard_of(key, len(shards))]

@@ -43,6 +43,7 @@ FLOORS = (
     _at_least("backtest_events_per_s", 300_000),
     _at_most("backtest_3_variants_over_one_run", 3),
     _at_most("storage_bytes_per_user", 1024),
+    _at_most("console_page_p95_ms", 100),
     _at_most("loader_gzip_bytes", 2048),
 )
 
@@ -113,12 +114,22 @@ def rows(r: Results) -> list[tuple[str, str, str, str]]:
         (f"storage, {_n(r.get('storage_users'))} users (bytes per user)",
          _n(r.get("storage_bytes_per_user")),
          f"{_n(r.get('storage_events_per_user'))} events per user", "storage_bytes_per_user"),
+        (f"console, slowest page's p95, {_n(r.get('console_users'))} users in the shards (ms)",
+         _n(r.get("console_page_p95_ms")), _console_pages(r), "console_page_p95_ms"),
         ("loader pw.js, minified, gzipped (bytes)", _n(r.get("loader_gzip_bytes")),
          f"{_n(r.get('loader_bytes'))} bytes before gzip", "loader_gzip_bytes"),
         ("Pyodide boot in headless Chromium, median of cached loads (ms)",
          _n(r.get("pyodide_boot_ms")), f"first, empty cache: {_n(r.get('pyodide_boot_first_ms'))}",
          ""),
     ]
+
+
+def _console_pages(r: Results) -> str:
+    pages = ", ".join(f"{page} {_n(r.get(f'console_{page}_p95_ms'))} "
+                      f"({_n(r.get(f'console_{page}_cpu_p95_ms'))})"
+                      for page in r.get("console_pages", []))
+    return (f"p95 per page, wall at a client on loopback (server CPU): {pages}; filled in "
+            f"{_n(r.get('console_fill_s'))} s")
 
 
 def _cluster_rows(r: Results) -> list[tuple[str, str, str, str]]:

@@ -12,6 +12,7 @@ Groups, in the order they run:
   cluster    the distributed mode: ingest into 1 node and into 2 (each on a fresh nats-server),
              failover under load (full runs only, unless named with --only)
   storage    shard bytes per user
+  console    the web console's pages with a month of 1,000,000 users in the shards
   backtest   `pulsewire backtest` throughput
   footprint  the loader's gzipped size, Pyodide's boot in headless Chromium
 """
@@ -32,6 +33,7 @@ from typing import Any
 from scripts.benchmarks import (
     backtest,
     cluster,
+    console,
     footprint,
     ingest,
     latency,
@@ -45,7 +47,7 @@ from scripts.benchmarks import (
 
 OUT = server_stack.REPO / "bench"
 COLD_EMAILS = 10
-GROUPS = ("wire", "server", "shards", "cluster", "storage", "backtest", "footprint")
+GROUPS = ("wire", "server", "shards", "cluster", "storage", "console", "backtest", "footprint")
 NOT_QUICK = ("cluster",)  # a quick run does these only when --only names them
 
 
@@ -64,11 +66,12 @@ class Plan:
     storage_users: int
     backtest_events: int
     boot_loads: int  # the first with an empty cache, the rest cached
+    console_users: int
 
 
 FULL = Plan(60, 5, 10, 10, 20, 200, 6, 2, (1, 2, 4, 8), (10, 30, 100, 300, 1000), 100_000,
-            1_000_000, 4)
-QUICK = Plan(15, 2, 3, 2, 5, 50, 2, 1, (1, 8), (10, 100, 1000), 5_000, 100_000, 2)
+            1_000_000, 4, 1_000_000)
+QUICK = Plan(15, 2, 3, 2, 5, 50, 2, 1, (1, 8), (10, 100, 1000), 5_000, 100_000, 2, 50_000)
 
 
 def main(argv: list[str]) -> int:
@@ -89,6 +92,7 @@ def main(argv: list[str]) -> int:
         "shards": lambda: _shards(plan, results),
         "cluster": lambda: cluster.measure(plan.ingest_s, plan.warmup_s),
         "storage": lambda: storage.bytes_per_user(plan.storage_users),
+        "console": lambda: console.measure(plan.console_users),
         "backtest": lambda: _backtest(plan, args.profile),
         "footprint": lambda: {**footprint.loader(), **footprint.pyodide_boot(plan.boot_loads)},
     }

@@ -114,7 +114,8 @@ class Ingestor:
                               "batches/s")
         if not self._buckets[site.key].take(len(decoded.events), now):
             raise RateLimited(f"site {site.key!r} is over {limits.site_events_per_s:g} events/s")
-        if not decoded.events and not (decoded.identity and decoded.identity.verified):
+        vouched = decoded.identity and (decoded.identity.verified or decoded.identity.user_id)
+        if not decoded.events and not vouched:
             return ack_of(full)  # it carries nothing to keep: no row is written for it
         result = await self._delivery.deliver(full, decoded, now)
         if not result.duplicate:

@@ -125,6 +125,10 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         CREATE INDEX send_log_message ON send_log(message_key) WHERE message_key IS NOT NULL;
         CREATE INDEX outbox_dead ON outbox(id) WHERE status = 'dead';
     """),
+    ("a user and their emails found by address in any case, without a scan", """
+        CREATE INDEX users_lower_email ON users(lower(email));
+        CREATE INDEX outbox_lower_email ON outbox(lower(email));
+    """),
 )
 
 

@@ -23,6 +23,7 @@ from harness import (
     SITE_SECRET,
     count,
     eventually,
+    rows,
     server,
     settings_for,
     write_sequences,
@@ -198,5 +199,26 @@ def test_analytics_js_settings_name_this_server(tmp_path: Path) -> None:
                 raise AssertionError("the server key must not be served")
             except urllib.error.HTTPError as err:
                 assert err.code == 404
+
+    asyncio.run(scenario())
+
+
+def test_an_alias_joins_the_anonymous_device_to_the_user(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with server(_settings(tmp_path), ManualClock(T0)) as app:
+            port = app.http_port
+            before = {"type": "page", "anonymousId": "anon-9", "messageId": "p-9",
+                      "timestamp": _iso(T0), "properties": {"path": "/product/x"}}
+            alias = {"type": "alias", "previousId": "anon-9", "userId": "user-9",
+                     "messageId": "a-9", "timestamp": _iso(T0 + 1000)}
+            after = {**before, "messageId": "p-10", "timestamp": _iso(T0 + 2000)}
+            for body in (before, alias, after):
+                status, answer = await asyncio.to_thread(_post, port, "/v1/batch",
+                                                         {"batch": [body]})
+                assert (status, answer["errors"]) == (200, 0)
+            owners = await rows(app, "SELECT DISTINCT user_key FROM dedup WHERE device ="
+                                " 'anon-9' AND user_key != 'd:anon-9'")
+            assert owners == [("u:user-9",)]  # the device's later messages are the user's
+            assert await count(app, "SELECT count(*) FROM users WHERE key = 'd:anon-9'") == 0
 
     asyncio.run(scenario())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from functools import lru_cache
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -142,15 +143,20 @@ def _link_warnings(page: str, public_url: str) -> list[str]:
 
 def _missing_vars(template_dir: Path, name: str, given: set[str]) -> list[str]:
     names: set[str] = set()
-    env = Environment(autoescape=False)
     for suffix in (".subject.txt", ".html", ".txt"):
         path = template_dir / f"{name}{suffix}"
         if path.exists():
-            tree = env.parse(path.read_text(encoding="utf-8"))
-            names |= meta.find_undeclared_variables(tree) - _imported(tree)
+            names |= _variables(str(path), path.stat().st_mtime_ns)
     missing = sorted(names - given - _KNOWN)
     return [f"uses {{{{ {v} }}}}, which none of the sequences sending it gives (renders empty "
             "unless the entry event or a segment has it)" for v in missing]
+
+
+@lru_cache(maxsize=512)
+def _variables(path: str, _mtime_ns: int) -> frozenset[str]:
+    """The variables a template file reads (parsed once per version of the file)."""
+    tree = Environment(autoescape=False).parse(Path(path).read_text(encoding="utf-8"))
+    return frozenset(meta.find_undeclared_variables(tree) - _imported(tree))
 
 
 def _imported(tree: nodes.Template) -> set[str]:
