@@ -111,7 +111,8 @@ def segment_routes(source: SegmentSource) -> list[Route]:
         return Response(status_code=204, headers={
             **_cors(source, request.headers.get("origin")),
             "access-control-allow-methods": "POST, OPTIONS",
-            "access-control-allow-headers": "content-type, authorization, content-encoding",
+            "access-control-allow-headers":
+                "content-type, authorization, content-encoding, x-retry-count",
             "access-control-max-age": "600"})
 
     return [Route("/v1/projects/{write_key}/settings", settings, methods=["GET"]),
