@@ -70,6 +70,10 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _over(r: Results, key: str, base: str) -> float | None:
+    return r[key] / r[base] if r.get(key) is not None and r.get(base) else None
+
+
 def rows(r: Results) -> list[tuple[str, str, str, str]]:
     """(figure, measured, measured beside it, which floor key) per table row."""
     return [
@@ -81,6 +85,14 @@ def rows(r: Results) -> list[tuple[str, str, str, str]]:
          f"{_n(r.get('ingest_last_10s_events_per_s'))}; server RSS "
          f"{_n(r.get('server_rss_start_mb'))} -> {_n(r.get('server_rss_end_mb'))} MB",
          "ingest_events_per_s"),
+        ("ingest, Segment POST /v1/batch, 100 messages a request, "
+         f"{_n(r.get('segment_batch_seconds'))} s sustained (events/s)",
+         _n(r.get("segment_batch_events_per_s")),
+         f"gRPC ingest of the same run {_n(r.get('ingest_events_per_s'))}, "
+         f"{_ratio(_over(r, 'ingest_events_per_s', 'segment_batch_events_per_s'))}x this; "
+         f"{_n(r.get('segment_batch_errors'))} errors; server CPU "
+         f"{_n(r.get('segment_batch_server_cpu_pct'), '%')}, request p50 "
+         f"{_n(r.get('segment_batch_request_p50_ms'))} ms", ""),
         *_cluster_rows(r),
         (f"event -> commit p99 at {_n(r.get('commit_offered_events_per_s'))} events/s offered "
          "(ms)", _n(r.get("commit_p99_ms")),

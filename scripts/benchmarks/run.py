@@ -6,8 +6,9 @@ to bench/history.jsonl.
 Groups, in the order they run:
   wire       bytes per event of a demo visit, against Segment-style JSON gzipped (no servers)
   server     the bare grpc.aio server, then one server (8 shards, the example sequences): a
-             few emails to warm it, email on the idle server, sustained ingest, raw SQLite,
-             commit latency, email under load, ingest against batch size
+             few emails to warm it, email on the idle server, sustained ingest and beside it
+             Segment /v1/batch, raw SQLite, commit latency, email under load, ingest against
+             batch size
   shards     ingest against shard count (a fresh server for each count)
   cluster    the distributed mode: ingest into 1 node and into 2 (each on a fresh nats-server),
              failover under load (full runs only, unless named with --only)
@@ -39,6 +40,7 @@ from scripts.benchmarks import (
     latency,
     machine,
     report,
+    segment_load,
     server_profile,
     server_stack,
     storage,
@@ -147,6 +149,10 @@ def _server(plan: Plan, profile: bool, samples: dict[str, Any]) -> dict[str, Any
                                    OUT / "server-profile.txt") if profile else None
         figures.update(ingest.sustained(server, plan.ingest_s, plan.warmup_s))
         server_profile.finish(spy, plan.warmup_s + plan.ingest_s, OUT / "server-profile.txt")
+        # The Segment HTTP source on the same server, so its figure sits beside this run's gRPC
+        # one; at most 30 s (each message is a batch of its own: its rate steadies fast).
+        figures.update(segment_load.measure(server, min(plan.ingest_s, 30), plan.warmup_s,
+                                            grpc_events_per_s=figures["ingest_events_per_s"]))
         figures.update(storage.sqlite_rows(figures["ingest_events_per_group_commit"],
                                            plan.sqlite_s))
         commit, latencies = latency.commit(server, plan.commit_s)

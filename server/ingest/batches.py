@@ -121,6 +121,7 @@ def _identity(ident: Any, site: SiteSettings, where: str = "identity") -> Identi
                     _traits(getattr(ident, "traits", {}), where))
 
 
+@lru_cache(maxsize=8192)  # the same few addresses come again and again: parse each once
 def _email_ok(email: str) -> bool:
     """An address the dispatcher can send to (its envelope rules, server/mail/message.py), so
     an identity that passes here never becomes a dead letter for its address."""

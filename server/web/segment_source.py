@@ -146,15 +146,16 @@ async def _receive(source: SegmentSource, request: Request) -> Response:
     site, trusted = found
     if origin is not None and origin != own_origin(request) and origin not in site.origins:
         return _refused(403, f"origin {origin} is not one of the site's", {})
-    messages = _messages(kind, document)
+    messages = _messages(kind, document, len(body) <= MAX_MESSAGE_BYTES)
     if isinstance(messages, str):
         return _refused(400, messages, cors)
     answer = await source.take(messages, site, trusted, peer)
     return JSONResponse(answer, headers=cors)
 
 
-def _messages(kind: str, document: dict[str, Any]) -> list[Any] | str:
-    """The messages of a body, or why the body breaks the spec's limits."""
+def _messages(kind: str, document: dict[str, Any], small: bool) -> list[Any] | str:
+    """The messages of a body, or why the body breaks the spec's limits (`small`: the whole
+    body is within a message's limit, so each message is)."""
     if kind != "batch":
         return [{"type": kind, **document}]
     batch = document.get("batch")
@@ -163,7 +164,7 @@ def _messages(kind: str, document: dict[str, Any]) -> list[Any] | str:
     shared = {k: document[k] for k in ("sentAt", "context", "integrations") if k in document}
     messages = []
     for i, message in enumerate(batch):
-        if len(json.dumps(message, separators=(",", ":"))) > MAX_MESSAGE_BYTES:
+        if not small and len(json.dumps(message, separators=(",", ":"))) > MAX_MESSAGE_BYTES:
             return f"batch[{i}]: larger than {MAX_MESSAGE_BYTES // 1024} KB"
         messages.append({**shared, **message} if isinstance(message, dict) else message)
     return messages
