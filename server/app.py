@@ -114,7 +114,8 @@ class App:
 
 
 def engine_for(settings: Settings, sequence_set: SequenceSet) -> Engine:
-    return Engine(compile_rules(sequence_set), global_holdout=settings.holdout.global_fraction)
+    return Engine(compile_rules(sequence_set, settings.scoring),
+                  global_holdout=settings.holdout.global_fraction)
 
 
 def link_secret(configured: str, data_dir: Path) -> bytes:

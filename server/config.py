@@ -16,8 +16,11 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from collector.session import SignalSettings
 from server.errors import ConfigError
+from server.sequences.scoring import Scoring
 
 __all__ = [
     "ClusterSettings",
@@ -181,6 +184,7 @@ class Settings:
     holdout: HoldoutSettings = HoldoutSettings()
     console: ConsoleSettings = ConsoleSettings()
     segment: SegmentSettings = SegmentSettings()
+    scoring: Scoring | None = None  # [scoring]: the lead score (server/sequences/scoring.py)
     sites: tuple[SiteSettings, ...] = ()
 
     def site(self, key: str) -> SiteSettings | None:
@@ -229,6 +233,9 @@ def _build(raw: Mapping[str, Any]) -> Settings:
         if section == "holdout":
             settings = replace(settings, holdout=_holdout(values))
             continue
+        if section == "scoring":
+            settings = replace(settings, scoring=_scoring(values))
+            continue
         if section == "cluster" and "owners" in values:
             values = dict(values)
             settings = replace(settings, cluster=replace(
@@ -249,6 +256,15 @@ def _build(raw: Mapping[str, Any]) -> Settings:
     if settings.server.link_secret and len(settings.server.link_secret.encode()) < 16:
         raise ConfigError("server.link_secret must be at least 16 bytes")
     return settings
+
+
+def _scoring(values: Mapping[str, Any]) -> Scoring:
+    try:
+        return Scoring.model_validate(values)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"scoring.{where}: {first['msg']}") from None
 
 
 def _names(where: str, raw: Any) -> tuple[tuple[str, str], ...]:

@@ -234,7 +234,8 @@ class _Part:
                       clock)
         except _OutOfOrder:
             return None
-        _run_clocks_on(engine, followers, self.end_ms, result)
+        _run_clocks_on(engine, followers, self.end_ms, result, self.until_ms
+                       if self.until_ms is not None else self.end_ms - MAX_RUN_ON_MS)
         result.done_feeding()
         return result
 
@@ -267,6 +268,8 @@ def _replay_parts(part: _Part, workers: int) -> Replay | None:
             total.tallies[seq_id].add(tally)
         total.sends += other.sends
         total.pending_users += other.pending_users
+        total.band_changes.update(other.band_changes)
+        total.scores = sorted(total.scores + other.scores)
     return total
 
 

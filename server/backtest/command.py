@@ -43,6 +43,7 @@ from server.engine import Engine, compile_rules
 from server.errors import InvalidSequence
 from server.sequences import SequenceSet
 from server.sequences.loading import load_paths
+from server.sequences.scoring import Scoring
 
 __all__ = ["add_backtest_arguments", "run_backtest_command"]
 
@@ -85,7 +86,7 @@ def add_backtest_arguments(parser: argparse.ArgumentParser) -> None:
 def run_backtest_command(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
-        args.segment_events = _segment_events(args)
+        args.segment_events, args.scoring = _from_config(args)
     except ConfigError as err:
         print(f"backtest: {err}", file=sys.stderr)
         return 2
@@ -120,7 +121,7 @@ def run_backtest_command(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace, sequence_set: SequenceSet) -> tuple[Replay, HistoryFile]:
-    engine = Engine(compile_rules(sequence_set), unknown_users_mailable=True,
+    engine = Engine(compile_rules(sequence_set, args.scoring), unknown_users_mailable=True,
                     global_holdout=args.global_holdout)
     history = HistoryFile(args.events, dict(args.rename), strict=args.strict,
                           wanted=engine.rules.plans, segment_events=args.segment_events)
@@ -130,11 +131,13 @@ def _replay(args: argparse.Namespace, sequence_set: SequenceSet) -> tuple[Replay
     return result, history
 
 
-def _segment_events(args: argparse.Namespace) -> dict[str, str] | None:
+def _from_config(args: argparse.Namespace) -> tuple[dict[str, str] | None, Scoring | None]:
+    """What the server's config says that a backtest must do alike: the Segment mapping and
+    the lead score's rules."""
     if args.config is None:
-        return None
+        return None, None
     settings = load_settings(args.config, os.environ)
-    return dict(settings.segment.events) or None
+    return dict(settings.segment.events) or None, settings.scoring
 
 
 def _run_variants(args: argparse.Namespace, started: float) -> int:

@@ -25,6 +25,7 @@ of (at, user, sequence, step).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -39,10 +40,12 @@ from server.engine import (
     Entered,
     Event,
     Exited,
+    ScoreChanged,
     Send,
     Suppressed,
     UserState,
 )
+from server.engine.scoring import score_at
 
 __all__ = ["MAX_RUN_ON_MS", "DecidedSend", "Replay", "SequenceTally", "new_replay",
            "replay_history"]
@@ -74,6 +77,8 @@ class Replay:
     events_after_until: int = 0  # events left out because they come after `until`
     engine_s: float = 0.0  # seconds spent feeding the engine and running its clock on
     sorted_by_user: bool = False  # the history was out of order and had to be sorted first
+    band_changes: Counter[str] = field(default_factory=Counter)  # band entered -> how often
+    scores: list[float] = field(default_factory=list)  # each user's score at the clock's end
     goals: GoalIndex = field(default_factory=dict)  # goal event name -> (sequence, goal)
     last_sent: dict[tuple[str, str], int] = field(default_factory=dict)  # (user, seq) -> at
 
@@ -83,6 +88,7 @@ class Replay:
         self.goals, self.last_sent = {}, {}
         for tally in self.tallies.values():
             tally.lead_ms.sort()
+        self.scores.sort()
 
 
 def new_replay(engine: Engine) -> Replay:
@@ -133,7 +139,8 @@ def _replay_in_order(engine: Engine, rows: Iterable[HistoryRow], until_ms: int |
     if clock.latest_ms is not None:
         result.clock_end_ms = until_ms if until_ms is not None else clock.latest_ms + MAX_RUN_ON_MS
         started = time.perf_counter()
-        _run_clocks_on(engine, followers, result.clock_end_ms, result)
+        _run_clocks_on(engine, followers, result.clock_end_ms, result,
+                       until_ms if until_ms is not None else clock.latest_ms)
         result.engine_s += time.perf_counter() - started
     result.users = len(followers)
     result.sends.sort(key=attrgetter("at_ms", "user", "sequence", "step"))
@@ -180,13 +187,18 @@ def _feed(engine: Engine, block: list[HistoryRow], followers: dict[str, _Followe
 
 
 def _run_clocks_on(engine: Engine, followers: dict[str, _Follower], end_ms: int,
-                   result: Replay) -> None:
+                   result: Replay, scored_at: int) -> None:
+    """Run every user's clock on to `end_ms`; keep each scored user's score at `scored_at`
+    (the history's end, not the clock's: by then every score has decayed)."""
+    scoring = engine.rules.scoring
     for user, follower in followers.items():
         actions = engine.advance(follower.state, end_ms)
         if actions:
             _record(actions, user, result)
         if engine.next_deadline(follower.state) is not None:
             result.pending_users += 1
+        if scoring is not None and follower.state.score:
+            result.scores.append(score_at(follower.state, scoring, scored_at))
 
 
 def _sorted_per_user(rows: Iterable[HistoryRow]) -> Iterator[HistoryRow]:
@@ -208,6 +220,9 @@ def _sorted_per_user(rows: Iterable[HistoryRow]) -> Iterator[HistoryRow]:
 
 def _record(actions: list[Action], user: str, result: Replay) -> None:
     for action in actions:
+        if isinstance(action, ScoreChanged):
+            result.band_changes[action.band] += 1
+            continue
         tally = result.tallies[action.sequence]
         if isinstance(action, Send):
             tally.sent += 1

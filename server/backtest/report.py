@@ -34,12 +34,29 @@ def format_instant(at_ms: int) -> str:
 
 
 def summary_json(result: Replay) -> str:
-    document = {
+    document: dict[str, object] = {
         "events": result.events,
         "users": result.users,
         "sequences": {seq_id: tally_json(t) for seq_id, t in sorted(result.tallies.items())},
     }
+    if result.scores or result.band_changes:
+        document["scores"] = scores_json(result)
     return json.dumps(document)
+
+
+def scores_json(result: Replay) -> dict[str, object]:
+    """The lead scores at the history's end: of the users with one, the spread, and how often
+    each band was entered over the replay, the clock's run-on after the history included
+    ("none": below every band)."""
+    scores = result.scores  # ascending
+
+    def at(share: float) -> float | None:
+        return round(scores[min(len(scores) - 1, int(share * len(scores)))], 3) if scores else None
+
+    return {"users": len(scores), "min": at(0.0), "p50": at(0.5), "p90": at(0.9),
+            "p99": at(0.99), "max": round(scores[-1], 3) if scores else None,
+            "band_entries": {band or "none": n for band, n
+                             in sorted(result.band_changes.items())}}
 
 
 def tally_json(tally: SequenceTally) -> dict[str, object]:

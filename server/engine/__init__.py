@@ -7,7 +7,16 @@
     wake_at = engine.next_deadline(state)
 """
 
-from server.engine.actions import Action, Assigned, Converted, Entered, Exited, Send, Suppressed
+from server.engine.actions import (
+    Action,
+    Assigned,
+    Converted,
+    Entered,
+    Exited,
+    ScoreChanged,
+    Send,
+    Suppressed,
+)
 from server.engine.compiling import compile_rules
 from server.engine.engine import MAX_CHAIN, Engine
 from server.engine.events import ENGINE_EVENTS, Event, PropValue
@@ -30,6 +39,7 @@ __all__ = [
     "Instance",
     "PropValue",
     "Rules",
+    "ScoreChanged",
     "Send",
     "Suppressed",
     "UserState",

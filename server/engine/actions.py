@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Action", "Assigned", "Converted", "Entered", "Exited", "Send", "Suppressed"]
+__all__ = ["Action", "Assigned", "Converted", "Entered", "Exited", "ScoreChanged", "Send",
+           "Suppressed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,4 +88,15 @@ class Converted:
     first_sent_ms: int | None
 
 
-Action = Entered | Exited | Send | Suppressed | Assigned | Converted
+@dataclass(frozen=True, slots=True)
+class ScoreChanged:
+    """The user's lead score took them from band `previous` to `band` ("" below them all)."""
+
+    at_ms: int
+    previous: str
+    band: str
+    score: float
+    sequence: str = ""  # none: the score is the user's, not a sequence's
+
+
+Action = Entered | Exited | Send | Suppressed | Assigned | Converted | ScoreChanged

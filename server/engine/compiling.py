@@ -28,6 +28,7 @@ from server.engine.rules import (
     GoalRule,
     JumpRule,
     Rules,
+    ScoringRules,
     SegmentRules,
     SendRule,
     SequenceRules,
@@ -38,6 +39,7 @@ from server.engine.rules import (
     WaitForRule,
     WaitRule,
 )
+from server.sequences.conditions import ScoreCondition
 from server.sequences.model import (
     BranchStep,
     EntryWhere,
@@ -55,6 +57,7 @@ from server.sequences.model import (
     WaitForStep,
     WaitStep,
 )
+from server.sequences.scoring import Scoring
 
 __all__ = ["compile_rules"]
 
@@ -101,7 +104,8 @@ def _plain(value: Match) -> Any:
     return value.model_dump(exclude_none=True) if hasattr(value, "model_dump") else value
 
 
-def compile_rules(sequence_set: SequenceSet) -> Rules:
+def compile_rules(sequence_set: SequenceSet, scoring: Scoring | None = None) -> Rules:
+    """The set's rules; with `scoring` (the config's `[scoring]`), the lead score's too."""
     table = _TrackerTable()
     caps = [(c.group, c.max, c.per) for s in sequence_set.sequences for c in s.caps]
     unique_caps = tuple(CapRule(g, m, p) for g, m, p in sorted(set(caps)))
@@ -153,6 +157,8 @@ def compile_rules(sequence_set: SequenceSet) -> Rules:
         add(seq.goal.event, "goals", seq.id)
     for event in (*MAILABILITY_EVENTS, CLICK_EVENT):
         parts.setdefault(event, {})
+    for rule in scoring.rules if scoring is not None else ():
+        add(rule.event, "scores", (compile_where(rule.where), rule.points))
     plans = {
         event: EventPlan(
             trackers=tuple(found.get("trackers", ())),
@@ -167,6 +173,7 @@ def compile_rules(sequence_set: SequenceSet) -> Rules:
             mailability=event in MAILABILITY_EVENTS,
             goals=frozenset(found.get("goals", ())),
             clicks=event == CLICK_EVENT and bool(sequences),
+            scores=tuple(found.get("scores", ())),
         )
         for event, found in parts.items()
     }
@@ -179,6 +186,9 @@ def compile_rules(sequence_set: SequenceSet) -> Rules:
         descriptions={t.id: t.description for t in trackers},
         keeps={t.id: t.keep for t in trackers},
         longest_cap_ms=max((c.per_ms for c in unique_caps), default=0),
+        scoring=ScoringRules(scoring.half_life, tuple(sorted(scoring.bands.items(),
+                                                             key=lambda band: band[1])))
+        if scoring is not None else None,
     )
 
 
@@ -279,4 +289,6 @@ def _conditions(conds: list[Any], table: _TrackerTable) -> tuple[ConditionRule, 
             out.append(ConditionRule(segment=cond.segment))
         elif isinstance(cond, EntryWhere):
             out.append(ConditionRule(entry_match=compile_where(cond.entry_where)))
+        elif isinstance(cond, ScoreCondition):
+            out.append(ConditionRule(score=(cond.score.at_least, cond.score.at_most)))
     return tuple(out)

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from server.engine.rules import NO_STAMPS, ConditionRule, EventPlan, Rules, SegmentRules
+from server.engine.scoring import score_at
 from server.engine.state import UserState
 
 __all__ = ["all_hold", "segment_vars", "track"]
@@ -26,6 +27,10 @@ def _holds(rules: Rules, state: UserState, cond: ConditionRule, entry: Mapping[s
     if cond.segment is not None:
         seg = rules.segments.get(cond.segment)
         return seg is not None and seg.holds(state.signals, t)
+    if cond.score is not None:
+        low, high = cond.score
+        value = score_at(state, rules.scoring, t) if rules.scoring is not None else 0.0
+        return (low is None or value >= low) and (high is None or value <= high)
     return cond.entry_match is not None and cond.entry_match(entry)
 
 

@@ -24,7 +24,16 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from server.engine.actions import Action, Assigned, Converted, Entered, Exited, Send, Suppressed
+from server.engine.actions import (
+    Action,
+    Assigned,
+    Converted,
+    Entered,
+    Exited,
+    ScoreChanged,
+    Send,
+    Suppressed,
+)
 from server.engine.assignment import cohort_of, pick_arm
 from server.engine.conditions import all_hold, segment_vars, track
 from server.engine.events import Event
@@ -49,7 +58,9 @@ from server.engine.rules import (
     WaitForRule,
     WaitRule,
 )
+from server.engine.scoring import score_decayed, score_event
 from server.engine.state import Instance, UserState
+from server.engine.timers import earliest, next_deadline
 
 __all__ = ["MAX_CHAIN", "Engine"]
 
@@ -89,7 +100,8 @@ class Engine:
 
     def receive(self, state: UserState, event: Event) -> list[Action]:
         plan = self.rules.plans.get(event.name)
-        due = self.next_deadline(state) if state.instances or state.inactive_due_ms else None
+        due = self.next_deadline(state) if (state.instances or state.inactive_due_ms
+                                            or state.score_due_ms is not None) else None
         if (plan is None or plan.signals_only) and (due is None or due >= event.at_ms):
             if event.tz:  # with the signals, the only thing such an event can change
                 state.tz = event.tz
@@ -116,44 +128,29 @@ class Engine:
         merge_states(self.rules, into, other)
 
     def next_deadline(self, state: UserState) -> int | None:
-        best = min(state.inactive_due_ms.values()) if state.inactive_due_ms else None
-        for inst in state.instances:
-            if inst.due_ms is not None and (best is None or inst.due_ms < best):
-                best = inst.due_ms
-        return best
+        return next_deadline(state)
 
     # ---- timers -------------------------------------------------------------------------------
 
     def _fire_due(self, p: _Pass, limit_ms: int, *, inclusive: bool) -> None:
         while True:
-            nxt = self._earliest(p.state)
+            nxt = earliest(p.state)
             if nxt is None:
                 return
-            due, seq_id, _, inst = nxt
+            due, seq_id, kind, inst = nxt
             if due > limit_ms or (due == limit_ms and not inclusive):
                 return
             if inst is not None:
                 self._fire_instance(p, inst, due)
+            elif kind == 2:
+                assert self.rules.scoring is not None
+                self._band_moved(p, score_decayed(p.state, self.rules.scoring, due), due)
             else:
                 del p.state.inactive_due_ms[seq_id]
                 seq = self.rules.sequences.get(seq_id)
                 if seq is not None:
                     self._try_enter(p, seq, "", {}, due)
             self._drain(p)
-
-    @staticmethod
-    def _earliest(state: UserState) -> tuple[int, str, int, Instance | None] | None:
-        """The next timer: (due, sequence id, 0 for an instance / 1 for inactivity, instance).
-        Instances are kept sorted by (sequence, key), so the first at a due time wins ties."""
-        best: tuple[int, str, int, Instance | None] | None = None
-        for inst in state.instances:
-            due = inst.due_ms
-            if due is not None and (best is None or (due, inst.sequence) < best[:2]):
-                best = (due, inst.sequence, 0, inst)
-        for seq_id, due in state.inactive_due_ms.items():
-            if best is None or (due, seq_id, 1) < best[:3]:
-                best = (due, seq_id, 1, None)
-        return best
 
     def _fire_instance(self, p: _Pass, inst: Instance, now: int) -> None:
         inst.due_ms = None
@@ -213,6 +210,9 @@ class Engine:
         if plan.mailability:
             note_mailability(state, ev)
         joined = track(state, plan, props, t) if plan.trackers else ()
+        if plan.scores and self.rules.scoring is not None:
+            left = score_event(state, self.rules.scoring, plan.scores, props, t)
+            self._band_moved(p, left, t)
         for seq in plan.arms:
             assert seq.inactivity is not None
             state.inactive_due_ms[seq.id] = t + seq.inactivity[1]
@@ -238,6 +238,13 @@ class Engine:
         for seg in joined:
             for seq in self.rules.entries_by_segment[seg.name]:
                 self._try_enter(p, seq, "", seg.vars, t)
+
+    def _band_moved(self, p: _Pass, left: str | None, t: int) -> None:
+        if left is not None:
+            state = p.state
+            p.out.append(ScoreChanged(t, left, state.band, state.score))
+            self._emit(p, Event("score_changed", t, {"band": state.band, "previous": left,
+                                                     "score": round(state.score, 3)}))
 
     def _goals(self, p: _Pass, ev: Event, sequence_ids: frozenset[str]) -> None:
         for watch in reached_goals(p.state, self.rules, ev, sequence_ids):

@@ -27,6 +27,7 @@ __all__ = [
     "GoalRule",
     "JumpRule",
     "Rules",
+    "ScoringRules",
     "SendRule",
     "SequenceRules",
     "SignalRule",
@@ -96,11 +97,21 @@ class SignalRule:
 
 @dataclass(frozen=True, slots=True)
 class ConditionRule:
-    """One condition: a signal, segment membership, or a property of the entry event."""
+    """One condition: a signal, segment membership, a property of the entry event, or the
+    lead score within (at least, at most)."""
 
     signal: SignalRule | None = None
     segment: str | None = None
     entry_match: Predicate | None = None
+    score: tuple[float | None, float | None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringRules:
+    """The lead score (server/engine/scoring.py): its half-life, and its bands lowest first."""
+
+    half_life_ms: int
+    bands: tuple[tuple[str, float], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,12 +254,13 @@ class EventPlan:
     mailability: bool = False  # it can change whether the user can be mailed
     goals: frozenset[str] = frozenset()  # ids of sequences whose goal is this event
     clicks: bool = False  # a click on an email: credits it for the goal
+    scores: tuple[tuple[Predicate, float], ...] = ()  # (where, points) of the score's rules
     signals_only: bool = field(init=False)  # it feeds signals and nothing else: decides nothing
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "signals_only", not (
             self.entries or self.exits or self.awaited or self.segments or self.arms
-            or self.cancels or self.mailability or self.goals or self.clicks))
+            or self.cancels or self.mailability or self.goals or self.clicks or self.scores))
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,3 +275,4 @@ class Rules:
     descriptions: Mapping[str, str]  # tracker id -> the event and its filter
     keeps: Mapping[str, int]  # tracker id -> how many timestamps it keeps
     longest_cap_ms: int
+    scoring: ScoringRules | None = None

@@ -4,7 +4,8 @@ The state holds only what rules can still need: active instances, when instances
 cooldowns), recent sends (for caps), the last few timestamps per signal tracker, inactivity
 timers, the goals still open, the user's time zone and whether they can be mailed. Everything
 else about a user lives outside the engine. The bytes are msgpack of plain lists, with a format
-number first; format 1 (before goals, cohorts and arms) still reads.
+number first; formats 1 (before goals, cohorts and arms) and 2 (before the lead score) still
+read.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import msgpack
 
 __all__ = ["FORMAT", "GoalWatch", "Instance", "UserState", "decode_state", "encode_state"]
 
-FORMAT = 2
+FORMAT = 3
 TREATED, HOLDOUT, GLOBAL_HOLDOUT = "treated", "holdout", "global_holdout"  # cohorts
 
 
@@ -66,6 +67,10 @@ class UserState:
     tz: str | None = None
     block: str | None = None  # why the user cannot be mailed: unverified, unsubscribed, bounced
     goals: list[GoalWatch] = field(default_factory=list)  # oldest entry first
+    score: float = 0.0  # the lead score at score_ms (server/engine/scoring.py)
+    score_ms: int = 0
+    band: str = ""
+    score_due_ms: int | None = None  # when decay takes the score out of its band
 
 
 def encode_state(state: UserState) -> bytes:
@@ -81,17 +86,21 @@ def encode_state(state: UserState) -> bytes:
         state.block,
         [[g.sequence, g.key, g.entered_ms, g.until_ms, g.cohort, g.arm, g.first_sent_ms,
           g.sent, g.clicked] for g in state.goals],
+        [state.score, state.score_ms, state.band, state.score_due_ms],
     ]
     return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
 
 
 def decode_state(user: str, data: bytes) -> UserState:
     body = msgpack.unpackb(data, raw=False, strict_map_key=False)
-    if not isinstance(body, list) or not body or body[0] not in (1, FORMAT):
+    if not isinstance(body, list) or not body or body[0] not in (1, 2, FORMAT):
         raise ValueError(f"unknown engine state format {body[0] if body else None!r}")
     if body[0] == 1:  # instances without cohort and arm (drawn at their next send), no goals
-        body = [FORMAT, [[*i, "", ""] for i in body[1]], *body[2:], []]
-    _, instances, ended, sends, signals, inactive, tz, block, goals = body
+        body = [2, [[*i, "", ""] for i in body[1]], *body[2:], []]
+    if body[0] == 2:  # no score yet
+        body = [FORMAT, *body[1:], [0.0, 0, "", None]]
+    _, instances, ended, sends, signals, inactive, tz, block, goals, scored = body
+    score, score_ms, band, score_due = scored
     return UserState(
         user=user,
         instances=[Instance(*fields) for fields in instances],
@@ -104,4 +113,5 @@ def decode_state(user: str, data: bytes) -> UserState:
         goals=[GoalWatch(s, k, entered, until, cohort, arm, first,
                          tuple(sent) if sent else None, tuple(clicked) if clicked else None)
                for s, k, entered, until, cohort, arm, first, sent, clicked in goals],
+        score=score, score_ms=score_ms, band=band, score_due_ms=score_due,
     )

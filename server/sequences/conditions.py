@@ -32,6 +32,7 @@ __all__ = [
     "Match",
     "Name",
     "Operators",
+    "ScoreCondition",
     "SegmentMember",
     "Signal",
     "Strict",
@@ -108,6 +109,26 @@ class Signal(Strict):
         return self
 
 
+class ScoreBounds(Strict):
+    at_least: float | None = None
+    at_most: float | None = None
+
+    @model_validator(mode="after")
+    def _a_bound(self) -> ScoreBounds:
+        if self.at_least is None and self.at_most is None:
+            raise ValueError("give at_least, at_most or both")
+        if (self.at_least is not None and self.at_most is not None
+                and self.at_most < self.at_least):
+            raise ValueError("at_most is below at_least: the condition could never hold")
+        return self
+
+
+class ScoreCondition(Strict):
+    """The user's lead score now (`[scoring]` in the server's config) is within bounds."""
+
+    score: ScoreBounds
+
+
 class SegmentMember(Strict):
     """The user is in the named segment now."""
 
@@ -133,17 +154,18 @@ def tag_by_key(keys: tuple[str, ...], default: str) -> Callable[[Any], str | Non
     return kind
 
 
-_condition_kind = tag_by_key(("segment", "entry_where"), "event")
+_condition_kind = tag_by_key(("segment", "entry_where", "score"), "event")
 
 
 Condition = Annotated[
     Annotated[Signal, Tag("=event")]
     | Annotated[SegmentMember, Tag("=segment")]
-    | Annotated[EntryWhere, Tag("=entry_where")],
+    | Annotated[EntryWhere, Tag("=entry_where")]
+    | Annotated[ScoreCondition, Tag("=score")],
     Discriminator(
         _condition_kind,
         custom_error_type="condition_kind",
-        custom_error_message="a condition is a mapping: {event, within, ...}, {segment} or "
-        "{entry_where}",
+        custom_error_message="a condition is a mapping: {event, within, ...}, {segment}, "
+        "{entry_where} or {score}",
     ),
 ]

@@ -112,7 +112,7 @@ def apply_ingest(engine: Engine, item: Ingest, user: UserRecord, now: int,
         decided = engine.receive(user.state, event)
         actions.extend(decided)
         changes.seen.append(Seen(item.user_key, event.name, event.at_ms, event.props,
-                                 tuple(sorted({a.sequence for a in decided}))))
+                                 tuple(sorted({a.sequence for a in decided if a.sequence}))))
     actions.extend(engine.advance(user.state, now))
     record(item.user_key, user, actions, now, changes)
 
