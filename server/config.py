@@ -16,22 +16,35 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from collector.session import SignalSettings
+from server.config_tables import (
+    ConsoleSettings,
+    HoldoutSettings,
+    SegmentSettings,
+    WebhookSettings,
+    accounts_table,
+    holdout_table,
+    names_table,
+    scoring_table,
+    webhooks_table,
+)
 from server.errors import ConfigError
 from server.sequences.scoring import Scoring
 
 __all__ = [
     "ClusterSettings",
     "ConfigError",
+    "ConsoleSettings",
     "DispatchSettings",
+    "HoldoutSettings",
     "IngestSettings",
+    "SegmentSettings",
     "ServerSettings",
     "Settings",
     "SiteSettings",
     "SmtpSettings",
     "WebSettings",
+    "WebhookSettings",
     "load_settings",
 ]
 
@@ -137,41 +150,6 @@ class ClusterSettings:
 
 
 @dataclass(frozen=True)
-class ConsoleSettings:
-    """The web console at /console/ (server/web/console/): off unless enabled.
-
-    Login with the operator token, or as one of `accounts` (`[console.accounts] name =
-    "scrypt$..."`, hashes from `pulsewire console-password`). `listen` gives the console an
-    address of its own (empty: the server's HTTP listener). `allow_edits` lets the Sequences
-    page save files (keeping the previous one); `history_file` is the history it backtests."""
-
-    enabled: bool = False
-    listen: str = ""
-    allow_edits: bool = False
-    history_file: str = ""
-    session_hours: float = 12.0
-    accounts: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class SegmentSettings:
-    """The Segment-spec HTTP source (/v1/track, /v1/batch, ...): on unless disabled.
-    `events` maps Segment event names to pulsewire's (`[segment.events] "Product Added" =
-    "cart_add"`); empty: server/ingest/segment.py's DEFAULT_EVENTS."""
-
-    enabled: bool = True
-    events: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class HoldoutSettings:
-    """`[holdout] global = "5%"` (or 0.05): the share of users the site keeps out of every
-    sequence's email, drawn stably per user, to measure the programme as a whole."""
-
-    global_fraction: float = 0.0
-
-
-@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = ServerSettings()
     sequences: SequenceSettings = SequenceSettings()
@@ -181,10 +159,11 @@ class Settings:
     dispatch: DispatchSettings = DispatchSettings()
     web: WebSettings = WebSettings()
     cluster: ClusterSettings = ClusterSettings()
-    holdout: HoldoutSettings = HoldoutSettings()
-    console: ConsoleSettings = ConsoleSettings()
-    segment: SegmentSettings = SegmentSettings()
+    holdout: HoldoutSettings = field(default_factory=HoldoutSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    segment: SegmentSettings = field(default_factory=SegmentSettings)
     scoring: Scoring | None = None  # [scoring]: the lead score (server/sequences/scoring.py)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     sites: tuple[SiteSettings, ...] = ()
 
     def site(self, key: str) -> SiteSettings | None:
@@ -231,10 +210,13 @@ def _build(raw: Mapping[str, Any]) -> Settings:
         if not isinstance(values, Mapping):
             raise ConfigError(f"[{section}] must be a table")
         if section == "holdout":
-            settings = replace(settings, holdout=_holdout(values))
+            settings = replace(settings, holdout=holdout_table(values))
             continue
         if section == "scoring":
-            settings = replace(settings, scoring=_scoring(values))
+            settings = replace(settings, scoring=scoring_table(values))
+            continue
+        if section == "webhooks":
+            settings = replace(settings, webhooks=webhooks_table(values))
             continue
         if section == "cluster" and "owners" in values:
             values = dict(values)
@@ -243,11 +225,11 @@ def _build(raw: Mapping[str, Any]) -> Settings:
         if section == "segment" and "events" in values:
             values = dict(values)
             settings = replace(settings, segment=replace(
-                settings.segment, events=_names("segment.events", values.pop("events"))))
+                settings.segment, events=names_table("segment.events", values.pop("events"))))
         if section == "console" and "accounts" in values:
             values = dict(values)
             settings = replace(settings, console=replace(
-                settings.console, accounts=_accounts(values.pop("accounts"))))
+                settings.console, accounts=accounts_table(values.pop("accounts"))))
         current = getattr(settings, section)
         settings = replace(settings, **{section: _section(section, current, values)})
     if settings.server.shards < 1:
@@ -256,54 +238,6 @@ def _build(raw: Mapping[str, Any]) -> Settings:
     if settings.server.link_secret and len(settings.server.link_secret.encode()) < 16:
         raise ConfigError("server.link_secret must be at least 16 bytes")
     return settings
-
-
-def _scoring(values: Mapping[str, Any]) -> Scoring:
-    try:
-        return Scoring.model_validate(values)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(f"scoring.{where}: {first['msg']}") from None
-
-
-def _names(where: str, raw: Any) -> tuple[tuple[str, str], ...]:
-    if not isinstance(raw, Mapping) or not all(
-            isinstance(v, str) and v for v in raw.values()):
-        raise ConfigError(f"{where}: must be a table of \"Their Name\" = \"our_name\"")
-    return tuple((str(k), str(v)) for k, v in raw.items())
-
-
-def _accounts(raw: Any) -> tuple[tuple[str, str], ...]:
-    if not isinstance(raw, Mapping):
-        raise ConfigError("console.accounts: must be a table of name = \"scrypt$...\"")
-    accounts = []
-    for name, hashed in raw.items():
-        if not isinstance(hashed, str) or not hashed.startswith("scrypt$"):
-            raise ConfigError(f"console.accounts.{name}: expected a password hash from "
-                              "`pulsewire console-password`, never the password itself")
-        accounts.append((str(name), hashed))
-    return tuple(accounts)
-
-
-def _holdout(values: Mapping[str, Any]) -> HoldoutSettings:
-    unknown = set(values) - {"global"}
-    if unknown:
-        raise ConfigError(f"unknown key holdout.{sorted(unknown)[0]}")
-    raw = values.get("global", 0.0)
-    try:
-        if isinstance(raw, str) and raw.strip().endswith("%"):
-            fraction = float(raw.strip()[:-1]) / 100
-        elif isinstance(raw, int | float) and not isinstance(raw, bool):
-            fraction = float(raw)
-        else:
-            raise ValueError
-    except ValueError:
-        raise ConfigError(f"holdout.global: expected a share like \"5%\" or 0.05, got "
-                          f"{raw!r}") from None
-    if not 0.0 <= fraction < 1.0:
-        raise ConfigError(f"holdout.global: must be at least 0% and below 100%, got {raw!r}")
-    return HoldoutSettings(fraction)
 
 
 def _owners(raw: Any) -> tuple[tuple[str, tuple[int, ...]], ...]:

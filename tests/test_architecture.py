@@ -36,6 +36,8 @@ LAYERS = {  # package -> what it must not import
     "server.measure": ("server.ingest", "server.rpc", "server.web", "server.cluster",
                        "server.storage", "server.dispatch", "server.app", "server.modes",
                        "server.operator_actions", "server.mail"),
+    "server.webhooks": ("server.ingest", "server.rpc", "server.web", "server.cluster",
+                        "server.storage", "server.dispatch", "server.app", "server.engine"),
     "server.mail": ("server.ingest", "server.rpc", "server.web", "server.cluster",
                     "server.storage", "server.dispatch", "server.app"),
 }
