@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 # Where to go: the next step, the end of the instance, or a later step by name.
-Target = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+Target = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$", max_length=100)]
 
 
 class Send(Strict):

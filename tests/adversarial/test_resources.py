@@ -4,6 +4,7 @@ batches write nothing, guessing site keys or the operator token slows to 30 trie
 and a stream that sends nothing is ended."""
 
 import asyncio
+import contextlib
 import re
 import subprocess
 import sys
@@ -58,6 +59,8 @@ async def _post_huge(port: int, path: str, content_type: str) -> int:
     except (ConnectionError, TimeoutError):
         line = b""
     writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()  # else the transport may be collected later, still closing
     return int(line.split()[1]) if line.startswith(b"HTTP/1.1") else 0
 
 
