@@ -193,14 +193,19 @@ def _keys_of(node: yaml.MappingNode, keys: _KeyIndex) -> dict[Any, tuple[Node, N
     return keys[id(node)]
 
 
+_MESSAGE_CHARS = 300  # a message quotes the value at fault: a huge one is cut short
+
+
 def _message(error: Any) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         return "unknown field (see `pulsewire schema` for the fields allowed here)"
     if kind == "missing":
         return "required field is missing"
-    message = str(error["msg"])
-    return message.removeprefix("Value error, ")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if len(message) > _MESSAGE_CHARS:
+        message = message[:_MESSAGE_CHARS] + f"... ({len(message)} characters)"
+    return message
 
 
 def _segment_references(seq: Sequence) -> Iterable[tuple[tuple[int | str, ...], str]]:
