@@ -95,6 +95,8 @@ class Metrics:
         metrics = self
 
         class Observer(ShardObserver):
+            wants_applied = on_applied is not None
+
             def commit(self, elapsed_ms: float) -> None:
                 metrics.commit_ms.observe(elapsed_ms)
 

@@ -85,7 +85,7 @@ class Changes:
     stats: dict[tuple[str, int, str], int] = field(default_factory=dict)
     suppress: list[tuple[str, str, int]] = field(default_factory=list)
     feedback: list[tuple[str, str, int]] = field(default_factory=list)  # (message, kind, at)
-    seen: list[Seen] = field(default_factory=list)
+    seen: list[Seen] | None = None  # kept only when the shard's observer reads it
     day: int = 0
 
     def count(self, sequence: str, step: int, counter: str) -> None:
@@ -111,8 +111,9 @@ def apply_ingest(engine: Engine, item: Ingest, user: UserRecord, now: int,
             _count_feedback(event, changes)
         decided = engine.receive(user.state, event)
         actions.extend(decided)
-        changes.seen.append(Seen(item.user_key, event.name, event.at_ms, event.props,
-                                 tuple(sorted({a.sequence for a in decided if a.sequence}))))
+        if changes.seen is not None:
+            changes.seen.append(Seen(item.user_key, event.name, event.at_ms, event.props,
+                                     tuple(sorted({a.sequence for a in decided if a.sequence}))))
     actions.extend(engine.advance(user.state, now))
     record(item.user_key, user, actions, now, changes)
 

@@ -11,6 +11,8 @@ __all__ = ["ShardObserver"]
 
 
 class ShardObserver:
+    wants_applied = False  # True: the writer gathers the events a group applied, for `applied`
+
     def commit(self, elapsed_ms: float) -> None:
         """A group was applied and committed, `elapsed_ms` from start to COMMIT."""
 

@@ -214,7 +214,8 @@ class Shard(ShardRows):
         assert self._db is not None
         db, now = self._db, self._clock.now_ms()
         started = time.perf_counter()
-        changes = Changes(day=now // 86_400_000)
+        changes = Changes(day=now // 86_400_000,
+                          seen=[] if self._observe.wants_applied else None)
         results: list[Any] = []
         # Timers due now are taken off the heap once per group (the first FireTimers fires
         # them all), and put back if the group fails, so none is lost.
@@ -256,7 +257,8 @@ class Shard(ShardRows):
                 items[0].future.set_exception(err)
             return
         self._observe.commit((time.perf_counter() - started) * 1000)
-        self._observe.applied(changes.seen)
+        if changes.seen:
+            self._observe.applied(changes.seen)
         for item in items:
             if isinstance(item, Erase):
                 self._erased |= item.tombstones

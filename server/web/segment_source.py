@@ -41,7 +41,7 @@ from server.ingest import Ingestor
 from server.ingest.segment import DEFAULT_EVENTS, MessageRefused, message_batch
 from server.metrics import Metrics
 from server.web.bodies import BodyTooLarge, BodyTooSlow, bounded_body
-from server.web.grpc_web import own_origin
+from server.web.grpc_web import origin_allowed, own_origin
 
 __all__ = ["MAX_BATCH_BYTES", "MAX_MESSAGE_BYTES", "SegmentSource", "segment_routes"]
 
@@ -144,7 +144,7 @@ async def _receive(source: SegmentSource, request: Request) -> Response:
         await source._ingestor.refused_key(peer, Unauthenticated("unknown write key"))
         return _refused(401, "unknown write key", cors)
     site, trusted = found
-    if origin is not None and origin != own_origin(request) and origin not in site.origins:
+    if not origin_allowed(source.settings, site.key, origin, own_origin(request)):
         return _refused(403, f"origin {origin} is not one of the site's", {})
     messages = _messages(kind, document, len(body) <= MAX_MESSAGE_BYTES)
     if isinstance(messages, str):

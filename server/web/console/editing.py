@@ -22,7 +22,7 @@ from server.errors import InvalidSequence, PulsewireError
 from server.sequences import SequenceSet
 from server.sequences.loading import SEQUENCE_SUFFIXES, load_paths
 
-__all__ = ["Checked", "backtest", "check", "file_name_ok", "save"]
+__all__ = ["Checked", "backtest", "check", "file_name_ok", "save", "sequence_files"]
 
 _FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,100}\.(yaml|yml|json)$")
 MAX_TEXT = 256 * 1024
@@ -46,7 +46,7 @@ def check(folder: Path, name: str, text: str) -> Checked:
         return Checked([f"{name!r}: a file name like cart-recovery.yaml (.yaml, .yml, .json)"])
     if len(text.encode()) > MAX_TEXT:
         return Checked([f"{name}: longer than {MAX_TEXT // 1024} KiB"])
-    others = [p for p in _files(folder) if p.name != name]
+    others = [p for p in sequence_files(folder) if p.name != name]
     with tempfile.TemporaryDirectory(prefix="pw-console-") as tmp:
         pasted = Path(tmp) / name
         pasted.write_text(text, encoding="utf-8")
@@ -83,6 +83,7 @@ def save(folder: Path, name: str, text: str) -> Path:
     return path
 
 
-def _files(folder: Path) -> list[Path]:
+def sequence_files(folder: Path) -> list[Path]:
+    """The files a set loads from `folder` (as `load_paths` expands it)."""
     return sorted(p for p in folder.rglob("*") if p.suffix in SEQUENCE_SUFFIXES
                   and not p.name.endswith(".schema.json") and p.is_file())

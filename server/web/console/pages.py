@@ -30,7 +30,7 @@ from server.mail.catalog import Catalog
 from server.web.bodies import BodyTooLarge, BodyTooSlow, bounded_body
 from server.web.console import charts
 from server.web.console.auth import COOKIE, LOGIN_COOKIE, Session, Sessions, verify_password
-from server.web.console.editing import backtest, check, file_name_ok, save
+from server.web.console.editing import backtest, check, file_name_ok, save, sequence_files
 from server.web.console.figures import PERIODS, ConsoleSources, overview, sequence_figures
 from server.web.console.people import user_page
 from server.web.console.previews import frame_headers, preview_all
@@ -272,9 +272,7 @@ async def _live_stream(c: Console, request: Request) -> Response:
 async def _edit(c: Console, request: Request, session: Session) -> Response:
     settings = c.sources.settings
     folder = Path(settings.sequences.dir)
-    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                   if p.suffix in (".yaml", ".yml", ".json") and p.is_file()
-                   and not p.name.endswith(".schema.json"))
+    files = [str(p.relative_to(folder)) for p in sequence_files(folder)]
     name = request.query_params.get("file", "")
     values: dict[str, Any] = {"files": files, "name": name, "text": "", "problems": [],
                               "outcome": "", "backtest": None,
